@@ -1,0 +1,1 @@
+"""The Asterisk configuration the dialer expects; files here are installed into /etc/asterisk."""

@@ -1,0 +1,1 @@
+"""SMS, WhatsApp, email and web chat adapters feeding the activity stream."""

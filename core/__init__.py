@@ -1,0 +1,1 @@
+"""Core: settings, database, event bus, domain records, activity stream, audit log."""

@@ -1,0 +1,197 @@
+"""The event bus: what happened, carried to whoever listens.
+
+Two kinds of traffic with different guarantees:
+
+- durable *topics* (`publish` / `consume`): an append-only log per topic; each consumer
+  group sees every message once, in order; a message stays pending for its group until
+  acknowledged, and a consumer that restarts under the same name gets its pending
+  messages again. Used for things that must not be lost (activity appended, call ended,
+  CRM outbox).
+- ephemeral *channels* (`broadcast` / `listen`): live updates delivered to whoever is
+  listening right now, nothing kept (agent state for the wallboard, a case's timeline
+  followed live in a browser).
+
+`InProcessBus` is the single-node default; `core.bus_redis.RedisBus` implements the same
+contract over Redis Streams and pub/sub for several nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import itertools
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Message:
+    """One event: `topic` or channel it was sent on, its id, and a JSON-able payload."""
+
+    topic: str
+    id: str
+    data: Mapping[str, Any]
+
+
+class Subscription(ABC):
+    """Messages arriving on the listened channels, as an async iterator."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[Message]: ...
+
+    @abstractmethod
+    async def get(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None when `timeout` seconds pass without one."""
+
+
+class EventBus(ABC):
+    @abstractmethod
+    async def publish(self, topic: str, data: Mapping[str, Any]) -> str:
+        """Append to a durable topic; returns the message id (ordered within the topic)."""
+
+    @abstractmethod
+    async def read(
+        self, topic: str, group: str, consumer: str, count: int = 100, block: float = 0.0
+    ) -> list[Message]:
+        """Up to `count` messages for this group: first this consumer's pending ones, then
+        new ones, waiting up to `block` seconds when there are none."""
+
+    @abstractmethod
+    async def ack(self, topic: str, group: str, *ids: str) -> None:
+        """Mark messages handled for `group`; they will not be delivered to it again."""
+
+    @abstractmethod
+    async def broadcast(self, channel: str, data: Mapping[str, Any]) -> None:
+        """Deliver to current listeners of `channel`; nothing is kept."""
+
+    @abstractmethod
+    def listen(self, *patterns: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        """Subscribe to channels; a pattern may end in `*` (e.g. `case:*`)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the bus is unusable afterwards."""
+
+    async def consume(
+        self, topic: str, group: str, consumer: str, block: float = 1.0
+    ) -> AsyncIterator[Message]:
+        """Endless iterator over a group's messages; the caller acks each one it handled."""
+        while True:
+            for message in await self.read(topic, group, consumer, block=block):
+                yield message
+
+
+@dataclass
+class _Group:
+    next_index: int = 0  # index in the topic's log of the first never-delivered message
+    pending: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    acked: set[str] = field(default_factory=set)
+
+
+class _QueueSubscription(Subscription):
+    def __init__(self, queue: asyncio.Queue[Message]):
+        self.queue = queue
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        while True:
+            yield await self.queue.get()
+
+    async def get(self, timeout: float | None = None) -> Message | None:
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+
+class InProcessBus(EventBus):
+    """Single-process bus. Topics keep up to `maxlen` messages, like a capped stream."""
+
+    def __init__(self, maxlen: int = 100_000):
+        self.maxlen = maxlen
+        self._logs: dict[str, list[Message]] = defaultdict(list)
+        self._offsets: dict[str, int] = defaultdict(int)  # messages trimmed off each log
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._seq = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._listeners: list[tuple[tuple[str, ...], asyncio.Queue[Message]]] = []
+
+    async def publish(self, topic: str, data: Mapping[str, Any]) -> str:
+        message = Message(topic, f"{next(self._seq)}-0", dict(data))
+        log = self._logs[topic]
+        log.append(message)
+        if len(log) > self.maxlen:
+            drop = len(log) - self.maxlen
+            del log[:drop]
+            self._offsets[topic] += drop
+        async with self._changed:
+            self._changed.notify_all()
+        return message.id
+
+    def _take(self, topic: str, group: str, consumer: str, count: int) -> list[Message]:
+        state = self._groups.setdefault((topic, group), _Group())
+        log = self._logs[topic]
+        offset = self._offsets[topic]
+        out: list[Message] = []
+        mine = state.pending[consumer]
+        # Redelivery of this consumer's unacked messages first, like XREADGROUP id 0.
+        for message_id, index in list(mine.items()):
+            if len(out) >= count:
+                return out
+            if index - offset >= 0:
+                out.append(log[index - offset])
+            else:
+                del mine[message_id]  # trimmed away before it was acknowledged
+        if out:
+            return out
+        state.next_index = max(state.next_index, offset)
+        while state.next_index - offset < len(log) and len(out) < count:
+            message = log[state.next_index - offset]
+            mine[message.id] = state.next_index
+            state.next_index += 1
+            out.append(message)
+        return out
+
+    async def read(
+        self, topic: str, group: str, consumer: str, count: int = 100, block: float = 0.0
+    ) -> list[Message]:
+        out = self._take(topic, group, consumer, count)
+        if out or block <= 0:
+            return out
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + block
+        async with self._changed:
+            while not out:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                out = self._take(topic, group, consumer, count)
+        return out
+
+    async def ack(self, topic: str, group: str, *ids: str) -> None:
+        state = self._groups.get((topic, group))
+        if state is None:
+            return
+        for pending in state.pending.values():
+            for message_id in ids:
+                pending.pop(message_id, None)
+
+    async def broadcast(self, channel: str, data: Mapping[str, Any]) -> None:
+        message = Message(channel, f"{next(self._seq)}-0", dict(data))
+        for patterns, queue in self._listeners:
+            if any(fnmatch.fnmatchcase(channel, p) for p in patterns):
+                queue.put_nowait(message)
+
+    @contextlib.asynccontextmanager
+    async def listen(self, *patterns: str) -> AsyncIterator[Subscription]:
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        entry = (patterns, queue)
+        self._listeners.append(entry)
+        try:
+            yield _QueueSubscription(queue)
+        finally:
+            self._listeners.remove(entry)

@@ -1,0 +1,142 @@
+"""The event bus over Redis: Streams with consumer groups for durable topics, pub/sub for
+ephemeral channels. Same contract as `core.bus.InProcessBus` (tests run both)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from core.bus import EventBus, Message, Subscription
+
+_PREFIX = "pratica:"
+
+
+def _encode(data: Mapping[str, Any]) -> str:
+    return json.dumps(dict(data), default=str, separators=(",", ":"))
+
+
+class _PubSubSubscription(Subscription):
+    def __init__(self, pubsub: aioredis.client.PubSub):
+        self.pubsub = pubsub
+
+    def _to_message(self, raw: dict[str, Any]) -> Message | None:
+        if raw.get("type") not in {"message", "pmessage"}:
+            return None
+        channel = raw["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        body = json.loads(raw["data"])
+        return Message(channel.removeprefix(_PREFIX), str(body.pop("_id", "")), body)
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        while True:
+            message = await self.get(timeout=None)
+            if message is not None:
+                yield message
+
+    async def get(self, timeout: float | None = None) -> Message | None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            wait = 1.0 if deadline is None else max(0.0, deadline - loop.time())
+            raw = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if raw is not None:
+                message = self._to_message(raw)
+                if message is not None:
+                    return message
+            elif deadline is not None and loop.time() >= deadline:
+                return None
+
+
+class RedisBus(EventBus):
+    def __init__(self, url: str, maxlen: int = 100_000):
+        self.redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        self.maxlen = maxlen
+        self._groups: set[tuple[str, str]] = set()
+        self._seq = 0
+
+    async def publish(self, topic: str, data: Mapping[str, Any]) -> str:
+        message_id = await self.redis.xadd(
+            _PREFIX + topic, {"d": _encode(data)}, maxlen=self.maxlen, approximate=True
+        )
+        return str(message_id)
+
+    async def _ensure_group(self, topic: str, group: str) -> None:
+        if (topic, group) in self._groups:
+            return
+        try:
+            # A new group starts at the beginning of the retained stream, so nothing
+            # published before the first consumer started is lost.
+            await self.redis.xgroup_create(_PREFIX + topic, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add((topic, group))
+
+    def _decode(self, topic: str, reply: Any) -> list[Message]:
+        # XREADGROUP answers [[stream, entries]] over RESP2 and {stream: entries} over RESP3.
+        if not reply:
+            return []
+        entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        out = []
+        for message_id, fields in entries:
+            if fields is None:  # deleted by trimming while pending
+                continue
+            out.append(Message(topic, str(message_id), json.loads(fields["d"])))
+        return out
+
+    async def read(
+        self, topic: str, group: str, consumer: str, count: int = 100, block: float = 0.0
+    ) -> list[Message]:
+        await self._ensure_group(topic, group)
+        key = _PREFIX + topic
+        pending = self._decode(
+            topic, await self.redis.xreadgroup(group, consumer, {key: "0"}, count=count)
+        )
+        if pending:
+            return pending
+        fresh = await self.redis.xreadgroup(
+            group, consumer, {key: ">"}, count=count, block=int(block * 1000) if block > 0 else None
+        )
+        return self._decode(topic, fresh)
+
+    async def ack(self, topic: str, group: str, *ids: str) -> None:
+        if ids:
+            await self.redis.xack(_PREFIX + topic, group, *ids)
+
+    async def broadcast(self, channel: str, data: Mapping[str, Any]) -> None:
+        self._seq += 1
+        body = dict(data)
+        body["_id"] = f"{self._seq}-0"
+        await self.redis.publish(_PREFIX + channel, _encode(body))
+
+    @contextlib.asynccontextmanager
+    async def listen(self, *patterns: str) -> AsyncIterator[Subscription]:
+        pubsub = self.redis.pubsub()
+        exact = [_PREFIX + p for p in patterns if "*" not in p and "?" not in p]
+        globs = [_PREFIX + p for p in patterns if "*" in p or "?" in p]
+        try:
+            if exact:
+                await pubsub.subscribe(*exact)
+            if globs:
+                await pubsub.psubscribe(*globs)
+            # Wait for Redis to confirm, so a broadcast sent right after listen() is seen.
+            confirmed = 0
+            while confirmed < len(exact) + len(globs):
+                raw = await pubsub.get_message(timeout=2.0)
+                if raw is None:
+                    raise ConnectionError("Redis did not confirm the subscription")
+                if raw["type"] in {"subscribe", "psubscribe"}:
+                    confirmed += 1
+            yield _PubSubSubscription(pubsub)
+        finally:
+            await pubsub.aclose()
+
+    async def close(self) -> None:
+        await self.redis.aclose()

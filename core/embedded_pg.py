@@ -1,0 +1,204 @@
+"""A private PostgreSQL cluster run from the installed server binaries.
+
+Used by the embedded mode (no DATABASE_URL: the demo, a single-machine install) and by the
+test fixtures. PostgreSQL refuses to run as root, so when we are root the server commands
+run as the `postgres` system user and the data directory is owned by it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The private cluster could not be created or started; the message says why."""
+
+
+def find_bindir() -> Path:
+    """The directory holding initdb/pg_ctl: PATH first, then Debian's versioned dirs."""
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(os.path.realpath(on_path)).parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    raise EmbeddedPostgresError(
+        "PostgreSQL server binaries not found (initdb, pg_ctl); install the Debian package "
+        "'postgresql' or set DATABASE_URL to an existing server"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedPostgres:
+    """One cluster in `datadir`, listening on 127.0.0.1:`port` with trust auth for `user`.
+
+    Trust authentication is acceptable because the cluster only listens on loopback and
+    its socket lives inside the (private) data directory.
+    """
+
+    def __init__(self, datadir: Path, port: int, user: str = "pratica", fast: bool = False):
+        if not user.isidentifier() or not user.islower():
+            raise EmbeddedPostgresError(f"invalid database user name {user!r}")
+        self.datadir = datadir.resolve()
+        self.port = port
+        self.user = user
+        # fast: no fsync, for tests and throwaway demos where durability does not matter.
+        self.fast = fast
+        self.bindir = find_bindir()
+        self._run_as = self._system_user()
+
+    @staticmethod
+    def _system_user() -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise EmbeddedPostgresError(
+                "running as root, and PostgreSQL refuses to run as root: create a 'postgres' "
+                "system user (the Debian package does) or run as an ordinary user"
+            ) from None
+        return "postgres"
+
+    def _cmd(self, *args: str) -> list[str]:
+        if self._run_as is None:
+            return list(args)
+        return ["runuser", "-u", self._run_as, "--", *args]
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self._cmd(*args), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise EmbeddedPostgresError(
+                f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+            )
+        return proc
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.user}"
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def initialized(self) -> bool:
+        return (self.datadir / "PG_VERSION").exists()
+
+    def _prepare_dir(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        if self._run_as is not None:
+            entry = pwd.getpwnam(self._run_as)
+            # The server user must reach the data directory through every parent.
+            for parent in self.datadir.parents:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    os.chmod(parent, mode | 0o001)
+            for root, dirs, files in os.walk(self.datadir):
+                for name in [*dirs, *files]:
+                    os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+            os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+        os.chmod(self.datadir, 0o700)
+
+    def initialize(self) -> None:
+        if self.initialized:
+            return
+        self._prepare_dir()
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        )
+
+    @property
+    def running(self) -> bool:
+        proc = subprocess.run(
+            self._cmd(str(self.bindir / "pg_ctl"), "status", "-D", str(self.datadir)),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.returncode == 0
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.initialize()
+        if self.running:
+            raise EmbeddedPostgresError(
+                f"a server is already running on {self.datadir}; stop it first "
+                f"(pg_ctl stop -D {self.datadir})"
+            )
+        options = [
+            f"-p {self.port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={self.datadir}",
+            "-c max_connections=200",
+        ]
+        if self.fast:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.datadir / "server.log"),
+            "-o",
+            " ".join(options),
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise EmbeddedPostgresError(f"PostgreSQL did not open port {self.port}")
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        psql = [
+            str(self.bindir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
+        exists = self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{self.user}'")  # noqa: S608 - checked identifier
+        if exists.stdout.strip() != "1":
+            self._run(*psql, f'CREATE DATABASE "{self.user}"')
+
+    def stop(self) -> None:
+        if self.initialized and self.running:
+            self._run(
+                str(self.bindir / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.datadir)
+            )

@@ -1,0 +1,256 @@
+"""Settings: one validated record built from defaults, a TOML file and the environment.
+
+Precedence is defaults < TOML file < environment. Every setting has an environment name
+`PRATICA_<SECTION>_<NAME>` (plus the conventional `DATABASE_URL` and `REDIS_URL`), and
+every bad value is reported with where it came from, so an operator can fix it in one go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """One or more settings are invalid; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Used to sign session cookies; the embedded default is generated under data_dir.
+    secret_key: str = ""
+    public_url: str = ""
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    # Empty: run a private PostgreSQL cluster under `<data_dir>/pg` (embedded mode).
+    url: str = ""
+    pool_min: int = 2
+    pool_max: int = 10
+    embedded_port: int = 0  # 0 picks a free port at start
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    # Empty: use the in-process event bus (one node only).
+    url: str = ""
+    stream_maxlen: int = 100_000
+
+
+@dataclass(frozen=True)
+class LocaleSettings:
+    # Region used to read phone numbers written without an international prefix.
+    default_region: str = "IT"
+    currency: str = "EUR"
+    timezone: str = "Europe/Rome"
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "pratica"
+    secret: str = ""
+    # Dial string template for outbound calls; `{number}` is the E.164 number without '+'.
+    dial_template: str = "PJSIP/{number}@carrier"
+    action_timeout: float = 5.0
+    ping_interval: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var")
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    locale: LocaleSettings = field(default_factory=LocaleSettings)
+    ami: AmiSettings = field(default_factory=AmiSettings)
+
+    def validate(self) -> None:
+        problems: list[str] = []
+        if not 0 < self.server.port < 65536:
+            problems.append(f"server.port: must be 1..65535, got {self.server.port}")
+        if not 0 <= self.database.embedded_port < 65536:
+            problems.append(
+                f"database.embedded_port: must be 0..65535, got {self.database.embedded_port}"
+            )
+        if self.database.pool_min < 1 or self.database.pool_max < self.database.pool_min:
+            problems.append("database.pool_min/pool_max: need 1 <= pool_min <= pool_max")
+        if self.database.url and not self.database.url.startswith(("postgres://", "postgresql://")):
+            problems.append("database.url: must start with postgresql://")
+        if self.redis.url and not self.redis.url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("redis.url: must start with redis://, rediss:// or unix://")
+        if self.server.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            problems.append(f"server.log_level: unknown level {self.server.log_level!r}")
+        if "{number}" not in self.ami.dial_template:
+            problems.append("ami.dial_template: must contain {number}")
+        if len(self.locale.default_region) != 2 or not self.locale.default_region.isupper():
+            problems.append(
+                f"locale.default_region: must be an ISO country code like 'IT', got "
+                f"{self.locale.default_region!r}"
+            )
+        if problems:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+# Conventional names accepted besides PRATICA_<SECTION>_<NAME>.
+_ALIASES = {
+    "DATABASE_URL": ("database", "url"),
+    "REDIS_URL": ("redis", "url"),
+}
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    if kind is Path:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected a path, got {value!r}")
+        return Path(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        }:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise SettingsError(f"{where}: expected true/false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected an integer, got {value!r}") from None
+    if kind is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{where}: expected a number, got {value!r}") from None
+    if kind is str:
+        if not isinstance(value, str):
+            raise SettingsError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise SettingsError(f"{where}: unsupported setting type {kind!r}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings from defaults, then `config_file` (TOML), then the environment.
+
+    `overrides` are keyword arguments like `server__port=8081` applied last (used by the
+    command line). Raises SettingsError naming every bad value.
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, dict[str, tuple[Any, str]]] = {}
+    top: dict[str, tuple[Any, str]] = {}
+    sections = {
+        name: kind
+        for name, kind in _field_types(Settings).items()
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind)
+    }
+    if config_file is None and env.get("PRATICA_CONFIG"):
+        config_file = Path(env["PRATICA_CONFIG"])
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"config file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_file}: {exc}") from None
+        for key, value in data.items():
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise SettingsError(f"{config_file}: [{key}] must be a table")
+                for sub, subvalue in value.items():
+                    raw.setdefault(key, {})[sub] = (subvalue, f"{config_file} [{key}] {sub}")
+            elif key == "data_dir":
+                top[key] = (value, f"{config_file} data_dir")
+            else:
+                raise SettingsError(f"{config_file}: unknown setting {key!r}")
+    for name, value in env.items():
+        if name in _ALIASES:
+            section, sub = _ALIASES[name]
+            raw.setdefault(section, {})[sub] = (value, f"environment {name}")
+        elif name == "PRATICA_DATA_DIR":
+            top["data_dir"] = (value, f"environment {name}")
+        elif name.startswith("PRATICA_") and name != "PRATICA_CONFIG":
+            rest = name[len("PRATICA_") :].lower()
+            for section in sections:
+                if rest.startswith(section + "_"):
+                    raw.setdefault(section, {})[rest[len(section) + 1 :]] = (
+                        value,
+                        f"environment {name}",
+                    )
+                    break
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if "__" in key:
+            section, sub = key.split("__", 1)
+            raw.setdefault(section, {})[sub] = (value, f"option {section}.{sub}")
+        else:
+            top[key] = (value, f"option {key}")
+
+    problems: list[str] = []
+    built: dict[str, Any] = {}
+    for section, kind in sections.items():
+        types_ = _field_types(kind)
+        values: dict[str, Any] = {}
+        for sub, (value, where) in raw.get(section, {}).items():
+            if sub not in types_:
+                problems.append(f"{where}: unknown setting {section}.{sub}")
+                continue
+            try:
+                values[sub] = _coerce(value, types_[sub], where)
+            except SettingsError as exc:
+                problems.append(str(exc))
+        built[section] = kind(**values)
+    for key, (value, where) in top.items():
+        try:
+            built[key] = _coerce(value, Path, where)
+        except SettingsError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+    settings = Settings(**built)
+    settings.validate()
+    return settings
+
+
+def describe_settings() -> list[tuple[str, str, Any]]:
+    """(environment name, TOML key, default) for every setting, for docs and `--help`."""
+    rows: list[tuple[str, str, Any]] = [("PRATICA_DATA_DIR", "data_dir", Path("var"))]
+    for section, kind in _field_types(Settings).items():
+        if isinstance(kind, types.GenericAlias) or not dataclasses.is_dataclass(kind):
+            continue
+        for f in dataclasses.fields(kind):
+            default = f.default
+            rows.append(
+                (f"PRATICA_{section.upper()}_{f.name.upper()}", f"[{section}] {f.name}", default)
+            )
+    return rows

@@ -1,0 +1,77 @@
+"""The same contract for both bus implementations; Redis runs against a real server."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.bus import EventBus, InProcessBus
+from core.bus_redis import RedisBus
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def bus(request, redis_url: str) -> AsyncIterator[EventBus]:
+    if request.param == "in-process":
+        instance: EventBus = InProcessBus()
+    else:
+        instance = RedisBus(redis_url)
+        await instance.redis.flushdb()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+async def test_each_group_sees_every_message_in_order(bus: EventBus):
+    ids = [await bus.publish("activities", {"n": n}) for n in range(3)]
+    a = await bus.read("activities", "ws-hub", "node1")
+    b = await bus.read("activities", "stats", "node1")
+    assert [m.data["n"] for m in a] == [0, 1, 2]
+    assert [m.id for m in a] == ids
+    assert [m.data["n"] for m in b] == [0, 1, 2]
+
+
+async def test_unacked_messages_are_redelivered_to_a_restarted_consumer(bus: EventBus):
+    for n in range(3):
+        await bus.publish("calls", {"n": n})
+    first = await bus.read("calls", "g", "c1", count=10)
+    await bus.ack("calls", "g", first[0].id, first[1].id)
+    again = await bus.read("calls", "g", "c1", count=10)
+    assert [m.data["n"] for m in again] == [2]
+    await bus.ack("calls", "g", again[0].id)
+    assert await bus.read("calls", "g", "c1", count=10) == []
+
+
+async def test_consumers_in_one_group_share_the_work(bus: EventBus):
+    for n in range(4):
+        await bus.publish("work", {"n": n})
+    one = await bus.read("work", "g", "c1", count=2)
+    two = await bus.read("work", "g", "c2", count=2)
+    assert sorted(m.data["n"] for m in one + two) == [0, 1, 2, 3]
+
+
+async def test_read_blocks_until_a_message_arrives(bus: EventBus):
+    async def later() -> None:
+        await asyncio.sleep(0.1)
+        await bus.publish("late", {"x": 1})
+
+    task = asyncio.create_task(later())
+    got = await bus.read("late", "g", "c", block=2.0)
+    await task
+    assert [m.data for m in got] == [{"x": 1}]
+    assert await bus.read("late", "g2", "c", block=0.05) != []  # new group sees history
+    assert await bus.read("late", "g", "c", block=0.05) == [got[0]]  # still pending
+
+
+async def test_broadcast_reaches_current_listeners_by_pattern(bus: EventBus):
+    await bus.broadcast("case:1", {"before": True})  # nobody listening: dropped
+    async with bus.listen("case:*", "agents") as sub:
+        await bus.broadcast("case:7", {"n": 1})
+        await bus.broadcast("campaign:1", {"n": 2})
+        await bus.broadcast("agents", {"n": 3})
+        first = await sub.get(timeout=2)
+        second = await sub.get(timeout=2)
+        assert first is not None and second is not None
+        assert (first.topic, first.data) == ("case:7", {"n": 1})
+        assert (second.topic, second.data) == ("agents", {"n": 3})
+        assert await sub.get(timeout=0.1) is None

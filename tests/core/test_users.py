@@ -1,0 +1,42 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core import audit, users
+from core.identity import SYSTEM, Actor, PermissionDenied, Role
+
+
+async def test_passwords_are_hashed_and_checked(conn):
+    user = await users.create_user(conn, SYSTEM, "anna", "correct horse", Role.AGENT)
+    stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", user.id)
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert await users.authenticate(conn, "anna", "correct horse") == user
+    assert await users.authenticate(conn, "anna", "wrong") is None
+    assert await users.authenticate(conn, "nobody", "correct horse") is None
+
+
+async def test_only_admins_create_users_and_creation_is_audited(conn):
+    manager = Actor(None, "boss", Role.MANAGER)
+    with pytest.raises(PermissionDenied, match="requires the admin role"):
+        await users.create_user(conn, manager, "x1", "password1", Role.AGENT)
+    user = await users.create_user(conn, SYSTEM, "x2", "password1", Role.SUPERVISOR)
+    [entry] = await audit.entries_for(conn, "user", user.id)
+    assert entry.action == "user.create" and entry.after == {
+        "username": "x2",
+        "role": "supervisor",
+        "team_id": None,
+    }
+    with pytest.raises(users.UserError, match="already exists"):
+        await users.create_user(conn, SYSTEM, "x2", "password1", Role.AGENT)
+    with pytest.raises(users.UserError, match="at least 8"):
+        await users.create_user(conn, SYSTEM, "x3", "short", Role.AGENT)
+
+
+async def test_sessions_expire(conn):
+    user = await users.create_user(conn, SYSTEM, "bea", "password1", Role.AGENT)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    token = await users.open_session(conn, user, now)
+    assert await users.session_user(conn, token, now + timedelta(hours=1)) == user
+    assert await users.session_user(conn, token, now + timedelta(hours=13)) is None
+    await users.close_session(conn, token)
+    assert await users.session_user(conn, token, now) is None

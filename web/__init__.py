@@ -1,0 +1,1 @@
+"""The web application: composition root, REST API, WebSocket hub, front end."""

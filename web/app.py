@@ -1,0 +1,69 @@
+"""The composition root: builds the aiohttp application and wires every part together.
+
+Resources with a lifetime (the database, the event bus, background loops) are opened and
+closed in `cleanup_ctx` generators, in order, and shared through typed `AppKey`s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from core import db
+from core.bus import EventBus, InProcessBus
+from core.clock import Clock, SystemClock
+from core.settings import Settings
+from web import auth
+from web.errors import error_middleware
+from web.keys import BUS, CLOCK, DATABASE_URL, POOL, SETTINGS
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with db.open_database(app[SETTINGS]) as database:
+        app[DATABASE_URL] = database.url
+        app[POOL] = database.pool
+        yield
+
+
+async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    bus: EventBus
+    if settings.redis.url:
+        from core.bus_redis import RedisBus
+
+        bus = RedisBus(settings.redis.url, maxlen=settings.redis.stream_maxlen)
+    else:
+        bus = InProcessBus(maxlen=settings.redis.stream_maxlen)
+    app[BUS] = bus
+    yield
+    await bus.close()
+
+
+@auth.public
+async def health(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        await conn.fetchval("SELECT 1")
+    return web.json_response({"status": "ok"})
+
+
+@auth.public
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth.auth_middleware])
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(bus_ctx)
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", health)
+    auth.setup(app)
+    return app
