@@ -1,0 +1,274 @@
+"""Leads: the cases a campaign works, and the claim that hands them to a dialer.
+
+The claim is one statement with `FOR UPDATE SKIP LOCKED` over a partial index, so several
+dialer processes can share a campaign and no lead is ever dialed twice; do-not-call,
+consent, the call window (through the lead's zone set), daily attempt limits, the redial
+embargo after an abandoned call and the per-debtor weekly limit are checked in that same
+statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import asyncpg
+
+from dialer.call_window import open_zone_sets
+from dialer.campaigns import Campaign, PriorityRule
+from dialer.retry import AttemptOutcome, LeadState, NextStep, next_step
+
+
+@dataclass(frozen=True)
+class ClaimedLead:
+    id: int
+    campaign_id: int
+    case_id: int
+    debtor_id: int
+    phone_id: int
+    e164: str
+    attempt_number: int
+    callback_agent_id: int | None
+
+
+_PRIORITY = {
+    PriorityRule.BALANCE: "c.balance",
+    # Days until the earliest pending promise, negated so overdue promises come first.
+    PriorityRule.PROMISE_DUE: (
+        "COALESCE(-(SELECT min(pr.due_date) FROM promises pr WHERE pr.case_id = c.id "
+        "AND pr.status = 'pending') + $8::date, -100000)"
+    ),
+    PriorityRule.OLDEST: "extract(epoch FROM $5::timestamptz - c.opened_at) / 86400",
+}
+
+# The dialable phone of a debtor: active, callable, first in the debtor's order.
+_FIRST_PHONE = """
+    SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $4::text[])) AS zones
+    FROM phones p
+    WHERE p.debtor_id = c.debtor_id AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked'
+    ORDER BY p.position, p.id
+    LIMIT 1
+"""
+
+
+async def load_leads(
+    conn: asyncpg.Connection, campaign: Campaign, now: datetime, default_zones: Sequence[str]
+) -> int:
+    """Add a lead for every matching case not yet in the campaign; returns how many."""
+    priority = _PRIORITY[campaign.priority_rule]
+    where = """
+        (cardinality($1::bigint[]) = 0 OR c.portfolio_id = ANY($1::bigint[]))
+        AND ($2::bigint IS NULL OR c.creditor_id = $2)
+        AND CASE WHEN cardinality($3::text[]) = 0 THEN c.status NOT IN ('paid', 'closed')
+                 ELSE c.status = ANY($3::text[]) END
+    """
+    args = (
+        list(campaign.portfolio_ids),
+        campaign.creditor_id,
+        list(campaign.statuses),
+        list(default_zones),
+    )
+    async with conn.transaction():
+        await conn.execute(
+            f"""
+            INSERT INTO zone_sets (zones)
+            SELECT DISTINCT ph.zones FROM cases c JOIN LATERAL ({_FIRST_PHONE}) ph ON true
+            WHERE {where}
+            ON CONFLICT (zones) DO NOTHING
+            """,  # noqa: S608 - constant fragments, values are parameters
+            *args,
+        )
+        status = await conn.execute(
+            f"""
+            INSERT INTO leads (campaign_id, case_id, debtor_id, phone_id, zone_set_id, priority,
+                               next_attempt_at)
+            SELECT $6, c.id, c.debtor_id, ph.id, z.id, {priority}, $5
+            FROM cases c
+            JOIN LATERAL ({_FIRST_PHONE}) ph ON true
+            JOIN zone_sets z ON z.zones = ph.zones
+            WHERE {where}
+            ON CONFLICT (campaign_id, case_id) DO NOTHING
+            """,  # noqa: S608 - constant fragments, values are parameters
+            *args,
+            now,
+            campaign.id,
+            *([now.date()] if campaign.priority_rule is PriorityRule.PROMISE_DUE else []),
+        )
+    return int(status.split()[-1])
+
+
+async def zone_sets(conn: asyncpg.Connection) -> list[tuple[int, list[str]]]:
+    rows = await conn.fetch("SELECT id, zones FROM zone_sets")
+    return [(r["id"], list(r["zones"])) for r in rows]
+
+
+_CLAIM = """
+WITH picked AS (
+    SELECT l.id
+    FROM leads l
+    JOIN phones p ON p.id = l.phone_id
+    WHERE l.campaign_id = $1
+      AND l.state = 'ready'
+      AND l.next_attempt_at <= $2
+      AND l.zone_set_id = ANY($3::int[])
+      AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked'
+      AND (l.attempts_day IS DISTINCT FROM $4 OR l.attempts_today < $5)
+      AND (p.last_outcome IS DISTINCT FROM 'abandoned' OR p.last_outcome_at <= $2 - $6::interval)
+      AND ($7::int IS NULL OR (
+            SELECT count(*) FROM call_attempts a
+            WHERE a.debtor_id = l.debtor_id AND a.started_at > $2 - interval '7 days') < $7)
+    ORDER BY l.priority DESC, l.next_attempt_at
+    LIMIT $8
+    FOR UPDATE OF l SKIP LOCKED
+)
+UPDATE leads l
+SET state = 'dialing',
+    claimed_by = $9,
+    claimed_at = $2,
+    attempts_total = l.attempts_total + 1,
+    attempts_today = CASE WHEN l.attempts_day = $4 THEN l.attempts_today + 1 ELSE 1 END,
+    attempts_day = $4,
+    last_attempt_at = $2
+FROM picked, phones p
+WHERE l.id = picked.id AND p.id = l.phone_id
+RETURNING l.id, l.campaign_id, l.case_id, l.debtor_id, l.phone_id, p.e164, l.attempts_total,
+          l.callback_agent_id
+"""
+
+
+async def claim_leads(
+    conn: asyncpg.Connection,
+    campaign: Campaign,
+    now: datetime,
+    limit: int,
+    claimer: str,
+    today: date,
+    sets: Sequence[tuple[int, Sequence[str]]],
+) -> list[ClaimedLead]:
+    """Claim up to `limit` leads callable now; each is marked dialing by `claimer`.
+
+    `sets` are the known zone sets (from `zone_sets`); only leads whose zones all sit
+    inside the campaign's call window now are claimed. `today` is the contact center's
+    date, for the daily attempt limit.
+    """
+    if limit <= 0:
+        return []
+    open_ids = open_zone_sets(campaign.window, sets, now)
+    if not open_ids:
+        return []
+    profile = campaign.compliance
+    rows = await conn.fetch(
+        _CLAIM,
+        campaign.id,
+        now,
+        open_ids,
+        today,
+        campaign.max_attempts_per_day,
+        profile.abandon_redial_embargo,
+        profile.max_attempts_per_debtor_7d,
+        limit,
+        claimer,
+    )
+    return [
+        ClaimedLead(
+            id=r["id"],
+            campaign_id=r["campaign_id"],
+            case_id=r["case_id"],
+            debtor_id=r["debtor_id"],
+            phone_id=r["phone_id"],
+            e164=r["e164"],
+            attempt_number=r["attempts_total"],
+            callback_agent_id=r["callback_agent_id"],
+        )
+        for r in rows
+    ]
+
+
+def _next_day_start(campaign: Campaign, zones: Sequence[str], now: datetime) -> datetime:
+    """When this lead's next calling day opens (local midnight tomorrow, then the window)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(zones[0]) if zones else now.tzinfo
+    local = now.astimezone(zone)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), zone)
+    opening = campaign.window.next_open(zones, midnight) if zones else None
+    return opening or midnight
+
+
+async def finish_attempt(
+    conn: asyncpg.Connection,
+    campaign: Campaign,
+    lead_id: int,
+    outcome: AttemptOutcome,
+    now: datetime,
+    default_zones: Sequence[str],
+) -> NextStep:
+    """Apply an attempt's outcome to its lead and phone, in one transaction."""
+    async with conn.transaction():
+        lead = await conn.fetchrow(
+            "SELECT l.id, l.debtor_id, l.phone_id, l.attempts_total, l.attempts_today, z.zones "
+            "FROM leads l JOIN zone_sets z ON z.id = l.zone_set_id WHERE l.id = $1 FOR UPDATE OF l",
+            lead_id,
+        )
+        if lead is None:
+            raise LookupError(f"lead {lead_id} does not exist")
+        step = next_step(
+            outcome,
+            lead["attempts_total"],
+            lead["attempts_today"],
+            campaign.retry_rules,
+            now,
+            _next_day_start(campaign, lead["zones"], now),
+        )
+        await conn.execute(
+            "UPDATE phones SET last_outcome = $2, last_outcome_at = $3, "
+            "active = active AND NOT $4 WHERE id = $1",
+            lead["phone_id"],
+            outcome.value,
+            now,
+            step.deactivate_phone,
+        )
+        phone_id, zone_set_id = lead["phone_id"], None
+        if step.deactivate_phone:
+            nxt = await conn.fetchrow(
+                "SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $2::text[])) AS zones "
+                "FROM phones p WHERE p.debtor_id = $1 AND p.active AND NOT p.do_not_call "
+                "AND p.consent <> 'revoked' ORDER BY p.position, p.id LIMIT 1",
+                lead["debtor_id"],
+                list(default_zones),
+            )
+            if nxt is None:
+                step = NextStep(LeadState.EXHAUSTED, deactivate_phone=True)
+            else:
+                phone_id = nxt["id"]
+                zone_set_id = await conn.fetchval(
+                    "WITH ins AS (INSERT INTO zone_sets (zones) VALUES ($1) "
+                    "ON CONFLICT (zones) DO NOTHING RETURNING id) "
+                    "SELECT id FROM ins UNION ALL SELECT id FROM zone_sets WHERE zones = $1 LIMIT 1",
+                    nxt["zones"],
+                )
+        await conn.execute(
+            "UPDATE leads SET state = $2, next_attempt_at = COALESCE($3, next_attempt_at), "
+            "last_outcome = $4, phone_id = $5, zone_set_id = COALESCE($6, zone_set_id), "
+            "claimed_by = NULL, claimed_at = NULL WHERE id = $1",
+            lead_id,
+            step.state.value,
+            step.next_attempt_at,
+            outcome.value,
+            phone_id,
+            zone_set_id,
+        )
+    return step
+
+
+async def release_claims(conn: asyncpg.Connection, claimer: str, lead_ids: Sequence[int]) -> int:
+    """Put leads claimed by `claimer` but never dialed back to ready (counters restored)."""
+    status = await conn.execute(
+        "UPDATE leads SET state = 'ready', claimed_by = NULL, claimed_at = NULL, "
+        "attempts_total = attempts_total - 1, attempts_today = greatest(attempts_today - 1, 0) "
+        "WHERE claimed_by = $1 AND state = 'dialing' AND id = ANY($2::bigint[])",
+        claimer,
+        list(lead_ids),
+    )
+    return int(status.split()[-1])
