@@ -1,6 +1,7 @@
 """Leads: the cases a campaign works, and the claim that hands them to a dialer.
 
-The claim is one statement with `FOR UPDATE SKIP LOCKED` over a partial index, so several
+Leads wait in state `scheduled` until their next attempt is due, then `promote_due` makes
+them `ready`. The claim is one statement with `FOR UPDATE SKIP LOCKED` over a partial index, so several
 dialer processes can share a campaign and no lead is ever dialed twice; do-not-call,
 consent, the call window (through the lead's zone set), daily attempt limits, the redial
 embargo after an abandoned call and the per-debtor weekly limit are checked in that same
@@ -98,22 +99,50 @@ async def load_leads(
     return int(status.split()[-1])
 
 
+async def promote_due(conn: asyncpg.Connection, campaign_id: int, now: datetime) -> int:
+    """Move leads whose retry time has come from scheduled to ready; returns how many.
+
+    The engine runs this every few seconds; it keeps the claim's index to due leads."""
+    status = await conn.execute(
+        "UPDATE leads SET state = 'ready' "
+        "WHERE campaign_id = $1 AND state = 'scheduled' AND next_attempt_at <= $2",
+        campaign_id,
+        now,
+    )
+    return int(status.split()[-1])
+
+
 async def zone_sets(conn: asyncpg.Connection) -> list[tuple[int, list[str]]]:
     rows = await conn.fetch("SELECT id, zones FROM zone_sets")
     return [(r["id"], list(r["zones"])) for r in rows]
 
 
 _CLAIM = """
-WITH picked AS (
-    SELECT l.id
+WITH candidates AS (
+    -- The best due leads of each zone set whose window is open, merged by priority. A
+    -- per-zone-set walk keeps leads of closed zones (which pile up at the top of the
+    -- priority order during the day) out of the way.
+    SELECT c.id
+    FROM unnest($3::int[]) AS z(id)
+    CROSS JOIN LATERAL (
+        SELECT l.id, l.priority, l.next_attempt_at
+        FROM leads l
+        WHERE l.campaign_id = $1 AND l.state = 'ready' AND l.zone_set_id = z.id
+          AND l.next_attempt_at <= $2
+          AND (l.attempts_day IS DISTINCT FROM $4 OR l.attempts_today < $5)
+        ORDER BY l.priority DESC, l.next_attempt_at
+        LIMIT $8 * 4
+    ) c
+    ORDER BY c.priority DESC, c.next_attempt_at
+    LIMIT $8 * 4
+),
+picked AS (
+    SELECT l.id, p.e164
     FROM leads l
+    JOIN candidates USING (id)
     JOIN phones p ON p.id = l.phone_id
-    WHERE l.campaign_id = $1
-      AND l.state = 'ready'
-      AND l.next_attempt_at <= $2
-      AND l.zone_set_id = ANY($3::int[])
+    WHERE l.state = 'ready'  -- rechecked under the row lock
       AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked'
-      AND (l.attempts_day IS DISTINCT FROM $4 OR l.attempts_today < $5)
       AND (p.last_outcome IS DISTINCT FROM 'abandoned' OR p.last_outcome_at <= $2 - $6::interval)
       AND ($7::int IS NULL OR (
             SELECT count(*) FROM call_attempts a
@@ -130,9 +159,9 @@ SET state = 'dialing',
     attempts_today = CASE WHEN l.attempts_day = $4 THEN l.attempts_today + 1 ELSE 1 END,
     attempts_day = $4,
     last_attempt_at = $2
-FROM picked, phones p
-WHERE l.id = picked.id AND p.id = l.phone_id
-RETURNING l.id, l.campaign_id, l.case_id, l.debtor_id, l.phone_id, p.e164, l.attempts_total,
+FROM picked
+WHERE l.id = picked.id
+RETURNING l.id, l.campaign_id, l.case_id, l.debtor_id, l.phone_id, picked.e164, l.attempts_total,
           l.callback_agent_id
 """
 

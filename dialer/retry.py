@@ -35,6 +35,7 @@ _PHONE_IS_WRONG = {AttemptOutcome.INVALID_NUMBER, AttemptOutcome.WRONG_NUMBER}
 
 
 class LeadState(enum.StrEnum):
+    SCHEDULED = "scheduled"
     READY = "ready"
     DIALING = "dialing"
     DONE = "done"
@@ -81,10 +82,10 @@ def next_step(
         return NextStep(LeadState.DONE)
     if outcome in _PHONE_IS_WRONG:
         # Another phone may be right: retry soon on it (the caller checks one exists).
-        return NextStep(LeadState.READY, now + timedelta(minutes=1), deactivate_phone=True)
+        return NextStep(LeadState.SCHEDULED, now + timedelta(minutes=1), deactivate_phone=True)
     if attempts_total >= rules.max_total:
         return NextStep(LeadState.EXHAUSTED)
     at = now + rules.delay(outcome)
     if attempts_today >= rules.max_per_day:
         at = max(at, next_day_start)
-    return NextStep(LeadState.READY, at)
+    return NextStep(LeadState.SCHEDULED, at)

@@ -44,8 +44,10 @@ CREATE TABLE leads (
     debtor_id          bigint NOT NULL REFERENCES debtors(id),
     phone_id           bigint REFERENCES phones(id),
     zone_set_id        integer NOT NULL REFERENCES zone_sets(id),
+    -- scheduled: waiting for next_attempt_at; ready: due now (the claim only looks here);
+    -- dialing: claimed by a dialer; done / exhausted: finished.
     state              text NOT NULL DEFAULT 'ready'
-                       CHECK (state IN ('ready', 'dialing', 'done', 'exhausted')),
+                       CHECK (state IN ('scheduled', 'ready', 'dialing', 'done', 'exhausted')),
     priority           numeric(14, 2) NOT NULL DEFAULT 0,
     next_attempt_at    timestamptz NOT NULL,
     attempts_total     integer NOT NULL DEFAULT 0,
@@ -58,9 +60,15 @@ CREATE TABLE leads (
     claimed_at         timestamptz,
     UNIQUE (campaign_id, case_id)
 );
--- The claim walks this index: only ready leads, best priority first.
-CREATE INDEX leads_claim_idx ON leads (campaign_id, priority DESC, next_attempt_at)
+-- The claim walks this index: only due leads, per zone set, best priority first. Leads waiting for a
+-- retry sit in the second one until `promote_due` moves them to ready, so the claim never
+-- wades through leads that are not due.
+CREATE INDEX leads_claim_idx ON leads (campaign_id, zone_set_id, priority DESC, next_attempt_at)
     WHERE state = 'ready';
+CREATE INDEX leads_schedule_idx ON leads (campaign_id, next_attempt_at) WHERE state = 'scheduled';
+-- Leads change state all day long: vacuum early so the claim index stays free of dead entries.
+ALTER TABLE leads SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
+                       fillfactor = 90);
 CREATE INDEX leads_dialing_idx ON leads (campaign_id, claimed_by) WHERE state = 'dialing';
 
 -- Every attempt with its timings, so the abandon figures can be recomputed for a regulator.

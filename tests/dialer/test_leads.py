@@ -6,7 +6,14 @@ import pytest
 
 from core.identity import SYSTEM
 from dialer.campaigns import CampaignError, create_campaign
-from dialer.leads import claim_leads, finish_attempt, load_leads, release_claims, zone_sets
+from dialer.leads import (
+    claim_leads,
+    finish_attempt,
+    load_leads,
+    promote_due,
+    release_claims,
+    zone_sets,
+)
 from dialer.retry import AttemptOutcome, LeadState
 
 NOW = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)  # Tuesday: 15:00 Rome, 09:00 New York
@@ -54,6 +61,12 @@ async def make_cases(
             )
         )
     return case_ids
+
+
+async def due_claims(conn, c, at, limit, today=TODAY):
+    """What an engine tick does: promote due retries, then claim."""
+    await promote_due(conn, c.id, at)
+    return await claim_leads(conn, c, at, limit, "n", today, await zone_sets(conn))
 
 
 async def campaign(conn: asyncpg.Connection, **kwargs):
@@ -131,14 +144,15 @@ async def test_outcomes_schedule_retries_and_limits(conn):
     [lead] = await claim_leads(conn, c, NOW, 1, "n", TODAY, sets)
     step = await finish_attempt(conn, c, lead.id, AttemptOutcome.BUSY, NOW, ROME)
     assert step.next_attempt_at == NOW + timedelta(minutes=10)
-    assert await claim_leads(conn, c, NOW + timedelta(minutes=5), 1, "n", TODAY, sets) == []
+    assert await due_claims(conn, c, NOW + timedelta(minutes=5), 1) == []
     t2 = NOW + timedelta(minutes=11)
-    [lead] = await claim_leads(conn, c, t2, 1, "n", TODAY, sets)
+    [lead] = await due_claims(conn, c, t2, 1)
     step = await finish_attempt(conn, c, lead.id, AttemptOutcome.BUSY, t2, ROME)
     # Two attempts today: the next one waits for tomorrow's window in Rome (09:00 = 08:00 UTC).
     assert step.next_attempt_at == datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
     t3 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
-    [lead] = await claim_leads(conn, c, t3, 1, "n", date(2026, 11, 25), sets)
+    assert await due_claims(conn, c, t3 - timedelta(minutes=61), 1) == []
+    [lead] = await due_claims(conn, c, t3, 1, date(2026, 11, 25))
     step = await finish_attempt(conn, c, lead.id, AttemptOutcome.NO_ANSWER, t3, ROME)
     assert step.state is LeadState.EXHAUSTED
     state = await conn.fetchval("SELECT state FROM leads WHERE id = $1", lead.id)
@@ -157,9 +171,7 @@ async def test_wrong_number_moves_to_the_next_phone_only(conn):
         ("+393330000001", False),
         ("+12125550199", True),
     ]
-    [again] = await claim_leads(
-        conn, c, NOW + timedelta(minutes=2), 1, "n", TODAY, await zone_sets(conn)
-    )
+    [again] = await due_claims(conn, c, NOW + timedelta(minutes=2), 1)
     assert again.e164 == "+12125550199"
     step = await finish_attempt(conn, c, again.id, AttemptOutcome.INVALID_NUMBER, NOW, ROME)
     assert step.state is LeadState.EXHAUSTED
@@ -174,12 +186,10 @@ async def test_abandoned_number_is_embargoed_across_campaigns(conn):
     assert step.next_attempt_at == NOW + timedelta(hours=72)
     other = await campaign(conn, name="c2", compliance_profile="UK")
     await load_leads(conn, other, NOW, ROME)
-    assert (
-        await claim_leads(
-            conn, other, NOW + timedelta(hours=1), 5, "n", TODAY, await zone_sets(conn)
-        )
-        == []
-    )
+    assert await due_claims(conn, other, NOW + timedelta(hours=1), 5) == []
+    # The first campaign's own retry is not due either until the embargo ends.
+    assert await due_claims(conn, uk, NOW + timedelta(hours=71), 5) == []
+    assert len(await due_claims(conn, uk, NOW + timedelta(hours=72), 5)) == 1
 
 
 async def test_released_claims_go_back_to_ready(conn):

@@ -8,7 +8,7 @@ TOMORROW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 def test_busy_retries_after_its_delay():
     step = next_step(AttemptOutcome.BUSY, 1, 1, RetryRules(), NOW, TOMORROW)
-    assert step.state is LeadState.READY
+    assert step.state is LeadState.SCHEDULED
     assert step.next_attempt_at == NOW + timedelta(minutes=10)
 
 
@@ -30,7 +30,7 @@ def test_abandoned_call_respects_the_profile_embargo():
 
 def test_wrong_number_deactivates_that_phone_only_and_connected_is_done():
     wrong = next_step(AttemptOutcome.WRONG_NUMBER, 1, 1, RetryRules(), NOW, TOMORROW)
-    assert wrong.deactivate_phone and wrong.state is LeadState.READY
+    assert wrong.deactivate_phone and wrong.state is LeadState.SCHEDULED
     assert (
         next_step(AttemptOutcome.CONNECTED, 1, 1, RetryRules(), NOW, TOMORROW).state
         is LeadState.DONE

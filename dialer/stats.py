@@ -1,0 +1,165 @@
+"""Live campaign statistics: the supervisor's numbers, measured the way regulators measure.
+
+Counters are kept in minute buckets for the last 24 hours and hour buckets for 30 days,
+plus totals since the campaign started, so the abandon rate is available over a rolling
+24 hours (UK), 30 days (US) or the whole campaign (Italy), and for the current hour. They
+are fed with attempt events and can be rebuilt from the attempt ledger after a restart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dialer.compliance import AbandonWindow, ComplianceProfile
+
+
+class Tally(enum.StrEnum):
+    DIAL = "dials"
+    LIVE = "live_answers"
+    MACHINE = "machines"
+    CONNECT = "connects"
+    ABANDON = "abandons"
+    NO_ANSWER = "no_answers"
+    BUSY = "busy"
+    FAILED = "failed"
+    PROMISE = "promises"
+
+
+def _minute(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class CampaignStats:
+    campaign_id: int
+    profile: ComplianceProfile
+    # Evidenced estimate of answering-machine-detection false positives (a fraction of
+    # machine results that were people); UK counts them as abandoned.
+    amd_false_positive_rate: float = 0.0
+    totals: Counter[Tally] = field(default_factory=Counter)
+    minutes: OrderedDict[datetime, Counter[Tally]] = field(default_factory=OrderedDict)
+    hours: OrderedDict[datetime, Counter[Tally]] = field(default_factory=OrderedDict)
+
+    def add(self, tally: Tally, at: datetime, count: int = 1) -> None:
+        self.totals[tally] += count
+        self.minutes.setdefault(_minute(at), Counter())[tally] += count
+        self.hours.setdefault(_hour(at), Counter())[tally] += count
+        self._trim(at)
+
+    def _trim(self, now: datetime) -> None:
+        minute_floor = _minute(now) - timedelta(hours=24)
+        while self.minutes and next(iter(self.minutes)) <= minute_floor:
+            self.minutes.popitem(last=False)
+        hour_floor = _hour(now) - timedelta(days=30)
+        while self.hours and next(iter(self.hours)) <= hour_floor:
+            self.hours.popitem(last=False)
+
+    def window(self, which: AbandonWindow | str, now: datetime) -> Counter[Tally]:
+        """Counts over the last 24 hours, 30 days, the campaign, or the current 'hour'."""
+        out: Counter[Tally] = Counter()
+        if which == AbandonWindow.CAMPAIGN:
+            out.update(self.totals)
+        elif which == AbandonWindow.DAY:
+            floor = _minute(now) - timedelta(hours=24)
+            for at, counts in self.minutes.items():
+                if at > floor:
+                    out.update(counts)
+        elif which == AbandonWindow.THIRTY_DAYS:
+            floor = _hour(now) - timedelta(days=30)
+            for at, counts in self.hours.items():
+                if at > floor:
+                    out.update(counts)
+        elif which == "hour":
+            out.update(self.hours.get(_hour(now), Counter()))
+        else:
+            raise ValueError(f"unknown window {which!r}")
+        return out
+
+    def abandon_rate(self, counts: Mapping[Tally, int]) -> float:
+        """Abandoned / the profile's denominator (live answers, or all answered calls)."""
+        abandons = counts.get(Tally.ABANDON, 0)
+        machines = counts.get(Tally.MACHINE, 0)
+        if self.profile.code == "UK":
+            abandons += machines * self.amd_false_positive_rate
+        denominator = counts.get(Tally.LIVE, 0)
+        if self.profile.denominator_includes_machines:
+            denominator += machines
+        return abandons / denominator if denominator else 0.0
+
+    def snapshot(self, now: datetime) -> dict[str, Any]:
+        windows: dict[str, Any] = {}
+        for name in (AbandonWindow.DAY, AbandonWindow.THIRTY_DAYS, AbandonWindow.CAMPAIGN, "hour"):
+            counts = self.window(name, now)
+            windows[str(name)] = {
+                **{t.value: counts.get(t, 0) for t in Tally},
+                "abandon_rate": round(self.abandon_rate(counts), 5),
+            }
+        regulatory = windows[str(self.profile.abandon_window)]
+        return {
+            "campaign_id": self.campaign_id,
+            "profile": self.profile.code,
+            "regulatory_window": str(self.profile.abandon_window),
+            "abandon_rate": regulatory["abandon_rate"],
+            "abandon_cap": self.profile.abandon_cap,
+            "windows": windows,
+            "contacts_by_hour": self.contacts_by_hour(),
+        }
+
+    def contacts_by_hour(self) -> list[dict[str, Any]]:
+        """Dials, live answers and connects per hour of day (UTC) over 30 days: the
+        'contact % by hour' report, telling managers when debtors answer."""
+        per_hour: dict[int, Counter[Tally]] = {}
+        for at, counts in self.hours.items():
+            per_hour.setdefault(at.hour, Counter()).update(counts)
+        rows = []
+        for hour in sorted(per_hour):
+            c = per_hour[hour]
+            dials = c.get(Tally.DIAL, 0)
+            rows.append(
+                {
+                    "hour": hour,
+                    "dials": dials,
+                    "live_answers": c.get(Tally.LIVE, 0),
+                    "connects": c.get(Tally.CONNECT, 0),
+                    "contact_rate": round(c.get(Tally.LIVE, 0) / dials, 4) if dials else 0.0,
+                }
+            )
+        return rows
+
+
+# How a finished attempt's ledger row counts. Machines and live answers are both
+# "answered"; a live answer either connects or is abandoned.
+def tallies_for_attempt(outcome: str, amd_result: str | None, answered: bool) -> list[Tally]:
+    out = [Tally.DIAL]
+    if outcome == "machine" or amd_result == "MACHINE":
+        out.append(Tally.MACHINE)
+    elif outcome in {"connected", "completed", "abandoned"} or (answered and outcome != "machine"):
+        out.append(Tally.LIVE)
+        out.append(Tally.ABANDON if outcome == "abandoned" else Tally.CONNECT)
+    elif outcome == "busy":
+        out.append(Tally.BUSY)
+    elif outcome == "no_answer":
+        out.append(Tally.NO_ANSWER)
+    else:
+        out.append(Tally.FAILED)
+    return out
+
+
+def rebuild(
+    stats: CampaignStats, rows: Iterable[tuple[datetime, str, str | None, bool]], now: datetime
+) -> CampaignStats:
+    """Feed (started_at, outcome, amd_result, answered) ledger rows, oldest first."""
+    for started_at, outcome, amd_result, answered in rows:
+        for tally in tallies_for_attempt(outcome, amd_result, answered):
+            stats.add(tally, started_at)
+    stats._trim(now)
+    return stats

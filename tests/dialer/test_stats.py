@@ -1,0 +1,71 @@
+from datetime import UTC, datetime, timedelta
+
+from dialer.compliance import PROFILES, AbandonWindow
+from dialer.stats import CampaignStats, Tally, rebuild, tallies_for_attempt
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def feed(stats: CampaignStats, at: datetime, live: int, abandons: int, machines: int = 0) -> None:
+    for _ in range(live):
+        stats.add(Tally.DIAL, at)
+        stats.add(Tally.LIVE, at)
+    for _ in range(abandons):
+        stats.add(Tally.ABANDON, at)
+    for _ in range(machines):
+        stats.add(Tally.DIAL, at)
+        stats.add(Tally.MACHINE, at)
+
+
+def test_rolling_windows_forget_old_events():
+    stats = CampaignStats(1, PROFILES["UK"])
+    feed(stats, T0, live=100, abandons=5)
+    feed(stats, T0 + timedelta(hours=25), live=100, abandons=1)
+    now = T0 + timedelta(hours=25)
+    assert stats.abandon_rate(stats.window(AbandonWindow.DAY, now)) == 0.01
+    assert stats.abandon_rate(stats.window(AbandonWindow.THIRTY_DAYS, now)) == 0.03
+    assert stats.abandon_rate(stats.window(AbandonWindow.CAMPAIGN, now)) == 0.03
+    later = T0 + timedelta(days=32)
+    stats.add(Tally.DIAL, later)
+    assert stats.window(AbandonWindow.THIRTY_DAYS, later)[Tally.LIVE] == 0
+    assert stats.totals[Tally.LIVE] == 200
+
+
+def test_profiles_measure_differently():
+    uk = CampaignStats(1, PROFILES["UK"], amd_false_positive_rate=0.1)
+    it = CampaignStats(2, PROFILES["IT"])
+    for stats in (uk, it):
+        feed(stats, T0, live=100, abandons=2, machines=50)
+    counts_uk = uk.window(AbandonWindow.DAY, T0)
+    # UK adds the estimated AMD false positives (5 of 50 machines) to the abandons.
+    assert uk.abandon_rate(counts_uk) == 0.07
+    # Italy divides by every answered call, machines included.
+    assert round(it.abandon_rate(it.window(AbandonWindow.CAMPAIGN, T0)), 4) == round(2 / 150, 4)
+
+
+def test_snapshot_and_contacts_by_hour():
+    stats = CampaignStats(1, PROFILES["US"])
+    feed(stats, T0, live=10, abandons=0)
+    feed(stats, T0 + timedelta(hours=1), live=0, abandons=0, machines=4)
+    snap = stats.snapshot(T0 + timedelta(hours=1))
+    assert snap["regulatory_window"] == "30d" and snap["abandon_rate"] == 0.0
+    assert snap["windows"]["hour"]["machines"] == 4
+    assert [(r["hour"], r["contact_rate"]) for r in snap["contacts_by_hour"]] == [
+        (10, 1.0),
+        (11, 0.0),
+    ]
+
+
+def test_rebuild_from_the_ledger_matches_live_counting():
+    rows = [
+        (T0, "connected", "HUMAN", True),
+        (T0, "abandoned", "HUMAN", True),
+        (T0, "machine", "MACHINE", True),
+        (T0, "busy", None, False),
+        (T0, "no_answer", None, False),
+    ]
+    stats = rebuild(CampaignStats(1, PROFILES["US"]), rows, T0)
+    counts = stats.window(AbandonWindow.THIRTY_DAYS, T0)
+    assert counts[Tally.DIAL] == 5 and counts[Tally.LIVE] == 2 and counts[Tally.ABANDON] == 1
+    assert stats.abandon_rate(counts) == 0.5
+    assert tallies_for_attempt("failed", None, False) == [Tally.DIAL, Tally.FAILED]
