@@ -103,7 +103,11 @@ class AgentSession:
         """Seconds beyond the allowed time in wrap-up or pause (0 when within it)."""
         if self.state is AgentState.WRAP_UP:
             return max(0.0, self.elapsed(now) - wrap_up_max)
-        if self.state is AgentState.PAUSED and self.pause_reason in pause_max:
+        if (
+            self.state is AgentState.PAUSED
+            and self.pause_reason is not None
+            and self.pause_reason in pause_max
+        ):
             return max(0.0, self.elapsed(now) - pause_max[self.pause_reason])
         return 0.0
 

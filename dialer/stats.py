@@ -86,7 +86,7 @@ class CampaignStats:
 
     def abandon_rate(self, counts: Mapping[Tally, int]) -> float:
         """Abandoned / the profile's denominator (live answers, or all answered calls)."""
-        abandons = counts.get(Tally.ABANDON, 0)
+        abandons: float = counts.get(Tally.ABANDON, 0)
         machines = counts.get(Tally.MACHINE, 0)
         if self.profile.code == "UK":
             abandons += machines * self.amd_false_positive_rate
