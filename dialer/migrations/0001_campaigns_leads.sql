@@ -102,3 +102,14 @@ CREATE INDEX call_attempts_open_idx ON call_attempts (campaign_id) WHERE ended_a
 CREATE FUNCTION sorted_zones(text[]) RETURNS text[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$ SELECT COALESCE(array_agg(z ORDER BY z), '{}') FROM unnest($1) AS z $$;
+
+-- Agent state changes, for time-in-state reports and rebuilding live counters.
+CREATE TABLE agent_state_log (
+    id            bigserial PRIMARY KEY,
+    agent_id      bigint NOT NULL REFERENCES users(id),
+    state         text NOT NULL,
+    pause_reason  text,
+    at            timestamptz NOT NULL,
+    case_id       bigint REFERENCES cases(id)
+);
+CREATE INDEX agent_state_log_agent_idx ON agent_state_log (agent_id, at);

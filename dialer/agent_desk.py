@@ -1,0 +1,170 @@
+"""The agent desk: the live sessions of the agents, shared by the browser and the dialer.
+
+A state change is applied in memory at once (the dialer reserves an agent on the hot path
+between a live answer and the Redirect, and must not wait for the database), then written
+to the state log and the audit log and published on the bus by one writer task, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from core import audit
+from core.bus import EventBus
+from core.clock import Clock
+from core.identity import Actor, PermissionDenied, Role
+from dialer.agents import DEFAULT_PAUSE_REASONS, AgentSession, AgentState, AgentStateError
+
+log = logging.getLogger(__name__)
+
+# States only the dialer sets (a browser cannot claim to be on a call).
+_ENGINE_ONLY = {AgentState.RESERVED, AgentState.ON_CALL}
+
+
+def session_view(session: AgentSession, now: float) -> dict[str, Any]:
+    view = asdict(session)
+    view["state"] = session.state.value
+    view["campaign_ids"] = sorted(session.campaign_ids)
+    view["in_state_seconds"] = round(session.elapsed(now), 1)
+    view.pop("since")
+    view.pop("idle_since")
+    return view
+
+
+class AgentDesk:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bus: EventBus,
+        clock: Clock,
+        pause_reasons: Mapping[str, int] | None = None,
+        wrap_up_max: float = 60.0,
+    ):
+        self.pool = pool
+        self.bus = bus
+        self.clock = clock
+        self.pause_reasons = dict(pause_reasons or DEFAULT_PAUSE_REASONS)
+        self.wrap_up_max = wrap_up_max
+        self.sessions: dict[int, AgentSession] = {}
+        self._queue: asyncio.Queue[tuple[Actor, AgentSession, AgentSession, datetime]] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="agent-desk-writer")
+
+    async def stop(self) -> None:
+        await self._queue.join()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    def session(self, agent_id: int) -> AgentSession:
+        return self.sessions.get(agent_id) or AgentSession(agent_id)
+
+    def change(
+        self,
+        actor: Actor,
+        agent_id: int,
+        state: AgentState,
+        *,
+        pause_reason: str | None = None,
+        case_id: int | None = None,
+        attempt_key: str | None = None,
+        campaign_ids: frozenset[int] | None = None,
+        inbound: bool | None = None,
+    ) -> AgentSession:
+        """Apply a transition now; recording and publishing follow in order."""
+        if actor.user_id != agent_id and not actor.role.at_least(Role.SUPERVISOR):
+            raise PermissionDenied("agents change only their own state")
+        if (
+            state in _ENGINE_ONLY
+            and actor.user_id is not None
+            and not actor.role.at_least(Role.ADMIN)
+        ):
+            raise PermissionDenied(f"{state} is set by the dialer")
+        if state is AgentState.PAUSED and pause_reason not in self.pause_reasons:
+            raise AgentStateError(
+                f"unknown pause reason {pause_reason!r}; known: {', '.join(self.pause_reasons)}"
+            )
+        before = self.session(agent_id)
+        after = before.to(
+            state,
+            self.clock.monotonic(),
+            pause_reason=pause_reason,
+            case_id=case_id,
+            attempt_key=attempt_key,
+        )
+        if campaign_ids is not None or inbound is not None:
+            from dataclasses import replace
+
+            after = replace(
+                after,
+                campaign_ids=after.campaign_ids if campaign_ids is None else campaign_ids,
+                inbound=after.inbound if inbound is None else inbound,
+            )
+        self.sessions[agent_id] = after
+        self._queue.put_nowait((actor, before, after, self.clock.now()))
+        return after
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        now = self.clock.monotonic()
+        out = []
+        for session in sorted(self.sessions.values(), key=lambda s: s.agent_id):
+            view = session_view(session, now)
+            view["overrun_seconds"] = round(
+                session.overrun(now, self.wrap_up_max, self.pause_reasons), 1
+            )
+            out.append(view)
+        return out
+
+    async def _write_loop(self) -> None:
+        while True:
+            actor, before, after, at = await self._queue.get()
+            try:
+                await self._record(actor, before, after, at)
+            except Exception:
+                log.exception("could not record a state change of agent %d", after.agent_id)
+            finally:
+                self._queue.task_done()
+
+    async def _record(
+        self, actor: Actor, before: AgentSession, after: AgentSession, at: datetime
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO agent_state_log (agent_id, state, pause_reason, at, case_id) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                after.agent_id,
+                after.state.value,
+                after.pause_reason,
+                at,
+                after.case_id,
+            )
+            await audit.record(
+                conn,
+                actor,
+                "agent.state",
+                "agent",
+                after.agent_id,
+                before={"state": before.state.value},
+                after={"state": after.state.value, "pause_reason": after.pause_reason},
+            )
+        event = {
+            "type": "agent.state",
+            "agent": session_view(after, self.clock.monotonic()),
+            "at": at.isoformat(),
+        }
+        await self.bus.broadcast(f"agent:{after.agent_id}", event)
+        await self.bus.broadcast("agents", event)
+        await self.bus.publish("agent_states", event)

@@ -1,0 +1,89 @@
+"""Agent state over HTTP and WebSocket: agents go ready, pause and log out; supervisors
+see every agent's state and time in state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from core.identity import Role
+from dialer.agent_desk import AgentDesk, session_view
+from dialer.agents import AgentState, AgentStateError
+from web.auth import current_actor, current_user, requires
+from web.errors import json_error
+from web.keys import BUS, CLOCK, POOL
+from web.ws import HUB, Connection
+
+DESK = web.AppKey("agent_desk", AgentDesk)
+
+# What a browser may ask for; the dialer sets the rest.
+_AGENT_REQUESTS = {
+    "ready": AgentState.READY,
+    "pause": AgentState.PAUSED,
+    "logout": AgentState.LOGGED_OUT,
+}
+
+
+async def desk_ctx(app: web.Application) -> AsyncIterator[None]:
+    desk = AgentDesk(app[POOL], app[BUS], app[CLOCK])
+    app[DESK] = desk
+    await desk.start()
+    yield
+    await desk.stop()
+
+
+def _request_state(body: dict[str, Any]) -> tuple[AgentState, str | None]:
+    wanted = body.get("state")
+    if wanted not in _AGENT_REQUESTS:
+        raise AgentStateError(f"state must be one of {', '.join(_AGENT_REQUESTS)}")
+    reason = body.get("reason")
+    return _AGENT_REQUESTS[wanted], None if reason is None else str(reason)
+
+
+@requires(Role.SUPERVISOR)
+async def list_agents(request: web.Request) -> web.Response:
+    return web.json_response({"agents": request.app[DESK].snapshot()})
+
+
+@requires(Role.AGENT)
+async def my_state(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    session = desk.session(current_user(request).id)
+    return web.json_response(
+        {
+            "agent": session_view(session, desk.clock.monotonic()),
+            "pause_reasons": desk.pause_reasons,
+        }
+    )
+
+
+@requires(Role.AGENT)
+async def change_my_state(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        state, reason = _request_state(body)
+        session = request.app[DESK].change(
+            current_actor(request), current_user(request).id, state, pause_reason=reason
+        )
+    except AgentStateError as exc:
+        return json_error(409, "invalid_state_change", str(exc))
+    except ValueError:
+        return json_error(400, "bad_request", "send JSON with a state")
+    return web.json_response({"agent": session_view(session, request.app[DESK].clock.monotonic())})
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(desk_ctx)
+    app.router.add_get("/api/agents", list_agents)
+    app.router.add_get("/api/agents/me", my_state)
+    app.router.add_post("/api/agents/me/state", change_my_state)
+    hub = app[HUB]
+
+    @hub.handler("agent.state", Role.AGENT)
+    async def ws_change(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
+        state, reason = _request_state(message)
+        desk = conn.app[DESK]
+        session = desk.change(conn.user.actor, conn.user.id, state, pause_reason=reason)
+        return {"agent": session_view(session, desk.clock.monotonic())}
