@@ -69,6 +69,15 @@ class AmiSettings:
 
 
 @dataclass(frozen=True)
+class SoftphoneSettings:
+    # wss:// URL of Asterisk's WebSocket transport; empty: no browser softphone (the agents'
+    # legs are simulated, as in the demo).
+    ws_url: str = ""
+    # SIP domain of the agents' endpoints (their URI is sip:<extension>@<domain>).
+    sip_domain: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -76,6 +85,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     locale: LocaleSettings = field(default_factory=LocaleSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
+    softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -100,6 +110,10 @@ class Settings:
                 f"locale.default_region: must be an ISO country code like 'IT', got "
                 f"{self.locale.default_region!r}"
             )
+        if self.softphone.ws_url and not self.softphone.ws_url.startswith(("wss://", "ws://")):
+            problems.append("softphone.ws_url: must start with wss://")
+        if self.softphone.ws_url and not self.softphone.sip_domain:
+            problems.append("softphone.sip_domain: required when softphone.ws_url is set")
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
 

@@ -9,11 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from core.identity import Role
+from core.secret_key import secret_key
 from dialer.agent_desk import AgentDesk, session_view
 from dialer.agents import AgentState, AgentStateError
+from dialer.sip_accounts import sip_password
 from web.auth import current_actor, current_user, requires
 from web.errors import json_error
-from web.keys import BUS, CLOCK, POOL
+from web.keys import BUS, CLOCK, POOL, SETTINGS
 from web.ws import HUB, Connection
 
 DESK = web.AppKey("agent_desk", AgentDesk)
@@ -74,10 +76,31 @@ async def change_my_state(request: web.Request) -> web.Response:
     return web.json_response({"agent": session_view(session, request.app[DESK].clock.monotonic())})
 
 
+@requires(Role.AGENT)
+async def my_softphone(request: web.Request) -> web.Response:
+    """What the browser softphone needs to register: Asterisk's WSS URL and credentials."""
+    settings = request.app[SETTINGS]
+    user = current_user(request)
+    if not settings.softphone.ws_url:
+        return web.json_response({"enabled": False})
+    if not user.sip_extension:
+        return json_error(409, "no_extension", "your user has no SIP extension; ask an admin")
+    return web.json_response(
+        {
+            "enabled": True,
+            "ws_url": settings.softphone.ws_url,
+            "sip_uri": f"sip:{user.sip_extension}@{settings.softphone.sip_domain}",
+            "password": sip_password(secret_key(settings), user.sip_extension),
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(desk_ctx)
     app.router.add_get("/api/agents", list_agents)
     app.router.add_get("/api/agents/me", my_state)
+    app.router.add_get("/api/agents/me/softphone", my_softphone)
     app.router.add_post("/api/agents/me/state", change_my_state)
     hub = app[HUB]
 

@@ -54,7 +54,21 @@ async def health(request: web.Request) -> web.Response:
 
 @auth.public
 async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@auth.public
+async def static_file(request: web.Request) -> web.FileResponse:
+    """Files of the front end (the built bundle under static/dist included)."""
+    relative = Path(request.match_info["path"])
+    target = (STATIC / relative).resolve()
+    if (
+        relative.is_absolute()
+        or not target.is_relative_to(STATIC.resolve())
+        or not target.is_file()
+    ):
+        raise web.HTTPNotFound()
+    return web.FileResponse(target)
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
@@ -65,6 +79,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     app.cleanup_ctx.append(bus_ctx)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/static/{path:.+}", static_file)
     auth.setup(app)
     ws.setup(app)
     api_agents.setup(app)
