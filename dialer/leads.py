@@ -16,6 +16,8 @@ from datetime import date, datetime, timedelta
 
 import asyncpg
 
+from core import audit
+from core.identity import Actor
 from dialer.call_window import open_zone_sets
 from dialer.campaigns import Campaign, PriorityRule
 from dialer.retry import AttemptOutcome, LeadState, NextStep, next_step
@@ -83,8 +85,8 @@ async def load_leads(
         status = await conn.execute(
             f"""
             INSERT INTO leads (campaign_id, case_id, debtor_id, phone_id, zone_set_id, priority,
-                               next_attempt_at)
-            SELECT $6, c.id, c.debtor_id, ph.id, z.id, {priority}, $5
+                               base_priority, next_attempt_at)
+            SELECT $6, c.id, c.debtor_id, ph.id, z.id, {priority}, {priority}, $5
             FROM cases c
             JOIN LATERAL ({_FIRST_PHONE}) ph ON true
             JOIN zone_sets z ON z.zones = ph.zones
@@ -271,16 +273,12 @@ async def finish_attempt(
                 step = NextStep(LeadState.EXHAUSTED, deactivate_phone=True)
             else:
                 phone_id = nxt["id"]
-                zone_set_id = await conn.fetchval(
-                    "WITH ins AS (INSERT INTO zone_sets (zones) VALUES ($1) "
-                    "ON CONFLICT (zones) DO NOTHING RETURNING id) "
-                    "SELECT id FROM ins UNION ALL SELECT id FROM zone_sets WHERE zones = $1 LIMIT 1",
-                    nxt["zones"],
-                )
+                zone_set_id = await _zone_set_id(conn, nxt["zones"])
         await conn.execute(
             "UPDATE leads SET state = $2, next_attempt_at = COALESCE($3, next_attempt_at), "
             "last_outcome = $4, phone_id = $5, zone_set_id = COALESCE($6, zone_set_id), "
-            "claimed_by = NULL, claimed_at = NULL WHERE id = $1",
+            "claimed_by = NULL, claimed_at = NULL, callback_agent_id = NULL, "
+            "priority = base_priority WHERE id = $1",
             lead_id,
             step.state.value,
             step.next_attempt_at,
@@ -301,3 +299,71 @@ async def release_claims(conn: asyncpg.Connection, claimer: str, lead_ids: Seque
         list(lead_ids),
     )
     return int(status.split()[-1])
+
+
+# Callbacks jump the queue: far above any balance-based priority.
+CALLBACK_PRIORITY = 10**11
+
+
+async def schedule_callback(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    campaign: Campaign,
+    case_id: int,
+    at: datetime,
+    agent_id: int | None,
+    default_zones: Sequence[str],
+) -> int:
+    """Schedule a callback of a case at `at`: personal (to `agent_id` first) or for the
+    campaign (`agent_id` None). Creates the lead if the case has none in the campaign, and
+    keeps its attempt counters if it has. Returns the lead id."""
+    async with conn.transaction():
+        phone = await conn.fetchrow(
+            "SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $2::text[])) AS zones, "
+            "c.debtor_id FROM cases c JOIN phones p ON p.debtor_id = c.debtor_id "
+            "WHERE c.id = $1 AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked' "
+            "ORDER BY p.position, p.id LIMIT 1",
+            case_id,
+            list(default_zones),
+        )
+        if phone is None:
+            raise LookupError(f"case {case_id} has no phone that may be called")
+        zone_set_id = await _zone_set_id(conn, phone["zones"])
+        lead_id = await conn.fetchval(
+            """
+            INSERT INTO leads (campaign_id, case_id, debtor_id, phone_id, zone_set_id, state,
+                               priority, next_attempt_at, callback_agent_id)
+            VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8)
+            ON CONFLICT (campaign_id, case_id) DO UPDATE
+            SET state = CASE WHEN leads.state = 'dialing' THEN 'dialing' ELSE 'scheduled' END,
+                priority = $6, next_attempt_at = $7, callback_agent_id = $8
+            RETURNING id
+            """,
+            campaign.id,
+            case_id,
+            phone["debtor_id"],
+            phone["id"],
+            zone_set_id,
+            CALLBACK_PRIORITY,
+            at,
+            agent_id,
+        )
+        await audit.record(
+            conn,
+            actor,
+            "lead.callback",
+            "case",
+            case_id,
+            after={"campaign_id": campaign.id, "at": at.isoformat(), "agent_id": agent_id},
+        )
+    return int(lead_id)
+
+
+async def _zone_set_id(conn: asyncpg.Connection, zones: Sequence[str]) -> int:
+    zone_set_id = await conn.fetchval(
+        "WITH ins AS (INSERT INTO zone_sets (zones) VALUES ($1) "
+        "ON CONFLICT (zones) DO NOTHING RETURNING id) "
+        "SELECT id FROM ins UNION ALL SELECT id FROM zone_sets WHERE zones = $1 LIMIT 1",
+        list(zones),
+    )
+    return int(zone_set_id)

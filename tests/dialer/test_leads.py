@@ -208,3 +208,34 @@ async def test_campaign_validation_follows_the_profile(conn):
         await campaign(conn, compliance_profile="US", no_answer_timeout=10)
     with pytest.raises(CampaignError, match="unknown outcome"):
         await campaign(conn, retry_delays={"sleeping": 5})
+
+
+async def test_callbacks_jump_the_queue_when_due_and_name_their_agent(conn):
+    from core import users
+    from core.identity import Role
+    from dialer.leads import schedule_callback
+
+    agent = await users.create_user(conn, SYSTEM, "cb-agent", "password1", Role.AGENT)
+    case_ids = await make_cases(
+        conn, [[(f"+3933300000{i:02d}", ROME)] for i in range(3)], [500, 400, 10]
+    )
+    c = await campaign(conn)
+    await load_leads(conn, c, NOW, ROME)
+    at = NOW + timedelta(minutes=30)
+    lead_id = await schedule_callback(conn, agent.actor, c, case_ids[2], at, agent.id, ROME)
+    # Not due yet: the two other leads come first.
+    first = await due_claims(conn, c, NOW, 1)
+    assert first[0].case_id == case_ids[0]
+    [callback] = await due_claims(conn, c, at, 1)
+    assert (callback.id, callback.case_id, callback.callback_agent_id) == (
+        lead_id,
+        case_ids[2],
+        agent.id,
+    )
+    await finish_attempt(conn, c, callback.id, AttemptOutcome.NO_ANSWER, at, ROME)
+    row = await conn.fetchrow(
+        "SELECT priority, callback_agent_id FROM leads WHERE id = $1", lead_id
+    )
+    assert (row["priority"], row["callback_agent_id"]) == (10, None)
+    audited = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'lead.callback'")
+    assert audited == 1
