@@ -49,7 +49,6 @@ CREATE TABLE leads (
     state              text NOT NULL DEFAULT 'ready'
                        CHECK (state IN ('scheduled', 'ready', 'dialing', 'done', 'exhausted')),
     priority           numeric(14, 2) NOT NULL DEFAULT 0,
-    base_priority      numeric(14, 2) NOT NULL DEFAULT 0,  -- priority without a callback boost
     next_attempt_at    timestamptz NOT NULL,
     attempts_total     integer NOT NULL DEFAULT 0,
     attempts_today     integer NOT NULL DEFAULT 0,
