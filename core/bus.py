@@ -61,6 +61,12 @@ class EventBus(ABC):
         new ones, waiting up to `block` seconds when there are none."""
 
     @abstractmethod
+    async def join_at_end(self, topic: str, group: str) -> None:
+        """Create the group, or move an existing one, to the end of the topic: it will see
+        only messages published from now on (for consumers that rebuild their state from
+        the database first, like live counters)."""
+
+    @abstractmethod
     async def ack(self, topic: str, group: str, *ids: str) -> None:
         """Mark messages handled for `group`; they will not be delivered to it again."""
 
@@ -171,6 +177,11 @@ class InProcessBus(EventBus):
                     await asyncio.wait_for(self._changed.wait(), remaining)
                 out = self._take(topic, group, consumer, count)
         return out
+
+    async def join_at_end(self, topic: str, group: str) -> None:
+        self._groups[(topic, group)] = _Group(
+            next_index=self._offsets[topic] + len(self._logs[topic])
+        )
 
     async def ack(self, topic: str, group: str, *ids: str) -> None:
         state = self._groups.get((topic, group))

@@ -106,6 +106,18 @@ class RedisBus(EventBus):
         )
         return self._decode(topic, fresh)
 
+    async def join_at_end(self, topic: str, group: str) -> None:
+        key = _PREFIX + topic
+        try:
+            await self.redis.xgroup_create(key, group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            # Existing group: forget its pending entries and move it to the end.
+            await self.redis.xgroup_destroy(key, group)
+            await self.redis.xgroup_create(key, group, id="$", mkstream=True)
+        self._groups.add((topic, group))
+
     async def ack(self, topic: str, group: str, *ids: str) -> None:
         if ids:
             await self.redis.xack(_PREFIX + topic, group, *ids)

@@ -155,11 +155,16 @@ def tallies_for_attempt(outcome: str, amd_result: str | None, answered: bool) ->
 
 
 def rebuild(
-    stats: CampaignStats, rows: Iterable[tuple[datetime, str, str | None, bool]], now: datetime
+    stats: CampaignStats,
+    rows: Iterable[tuple[datetime, str, str | None, bool, int, int]],
+    now: datetime,
 ) -> CampaignStats:
-    """Feed (started_at, outcome, amd_result, answered) ledger rows, oldest first."""
-    for started_at, outcome, amd_result, answered in rows:
+    """Feed ledger rows, oldest first: (started_at, outcome, amd_result, answered, how many
+    attempts, how many of them recorded a promise). Rows may be aggregated by minute."""
+    for started_at, outcome, amd_result, answered, count, promises in rows:
         for tally in tallies_for_attempt(outcome, amd_result, answered):
-            stats.add(tally, started_at)
+            stats.add(tally, started_at, count)
+        if promises:
+            stats.add(Tally.PROMISE, started_at, promises)
     stats._trim(now)
     return stats

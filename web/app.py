@@ -16,7 +16,7 @@ from core import db
 from core.bus import EventBus, InProcessBus
 from core.clock import Clock, SystemClock
 from core.settings import Settings
-from web import api_agents, auth, ws
+from web import api_agents, api_campaigns, auth, ws
 from web.errors import error_middleware
 from web.keys import BUS, CLOCK, DATABASE_URL, POOL, SETTINGS
 
@@ -83,4 +83,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     auth.setup(app)
     ws.setup(app)
     api_agents.setup(app)
+    api_campaigns.setup(app)
     return app

@@ -75,3 +75,15 @@ async def test_broadcast_reaches_current_listeners_by_pattern(bus: EventBus):
         assert (first.topic, first.data) == ("case:7", {"n": 1})
         assert (second.topic, second.data) == ("agents", {"n": 3})
         assert await sub.get(timeout=0.1) is None
+
+
+async def test_joining_at_the_end_skips_history_and_pending(bus: EventBus):
+    await bus.publish("calls", {"n": 1})
+    await bus.read("calls", "stats", "c")  # delivered, never acked
+    await bus.join_at_end("calls", "stats")
+    assert await bus.read("calls", "stats", "c") == []
+    await bus.publish("calls", {"n": 2})
+    assert [m.data["n"] for m in await bus.read("calls", "stats", "c")] == [2]
+    await bus.join_at_end("calls", "fresh")
+    await bus.publish("calls", {"n": 3})
+    assert [m.data["n"] for m in await bus.read("calls", "fresh", "c")] == [3]

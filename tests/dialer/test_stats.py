@@ -58,14 +58,15 @@ def test_snapshot_and_contacts_by_hour():
 
 def test_rebuild_from_the_ledger_matches_live_counting():
     rows = [
-        (T0, "connected", "HUMAN", True),
-        (T0, "abandoned", "HUMAN", True),
-        (T0, "machine", "MACHINE", True),
-        (T0, "busy", None, False),
-        (T0, "no_answer", None, False),
+        (T0, "connected", "HUMAN", True, 1, 1),
+        (T0, "abandoned", "HUMAN", True, 1, 0),
+        (T0, "machine", "MACHINE", True, 1, 0),
+        (T0, "busy", None, False, 1, 0),
+        (T0, "no_answer", None, False, 1, 0),
     ]
     stats = rebuild(CampaignStats(1, PROFILES["US"]), rows, T0)
     counts = stats.window(AbandonWindow.THIRTY_DAYS, T0)
     assert counts[Tally.DIAL] == 5 and counts[Tally.LIVE] == 2 and counts[Tally.ABANDON] == 1
     assert stats.abandon_rate(counts) == 0.5
+    assert counts[Tally.PROMISE] == 1
     assert tallies_for_attempt("failed", None, False) == [Tally.DIAL, Tally.FAILED]
