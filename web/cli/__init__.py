@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.settings import SettingsError, load_settings
-from web.cli import admin, server
+from web.cli import admin, server, stats
 
 # Modules contributing subcommands; later features add theirs here.
-COMMAND_MODULES = [server, admin]
+COMMAND_MODULES = [server, admin, stats]
 
 
 class CommandError(Exception):
