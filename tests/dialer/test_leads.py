@@ -239,3 +239,21 @@ async def test_callbacks_jump_the_queue_when_due_and_name_their_agent(conn):
     assert (row["priority"], row["callback_agent_id"]) == (10, None)
     audited = await conn.fetchval("SELECT count(*) FROM audit_log WHERE action = 'lead.callback'")
     assert audited == 1
+
+
+async def test_us_profile_caps_attempts_per_debtor_at_seven_in_seven_days(conn):
+    [case_id] = await make_cases(conn, [[("+12125550123", ["America/New_York"])]])
+    c = await campaign(conn, compliance_profile="US", window_start=time(8), window_end=time(21))
+    await load_leads(conn, c, NOW, ROME)
+    debtor_id = await conn.fetchval("SELECT debtor_id FROM cases WHERE id = $1", case_id)
+    for n in range(7):  # seven attempts this week, from any campaign
+        await conn.execute(
+            "INSERT INTO call_attempts (attempt_key, debtor_id, e164, started_at, ended_at, outcome) "
+            "VALUES ($1, $2, '+12125550123', $3, $3, 'no_answer')",
+            f"old-{n}",
+            debtor_id,
+            NOW - timedelta(days=6, hours=n),
+        )
+    assert await due_claims(conn, c, NOW, 1) == []
+    # A day later the oldest attempts fall out of the 7-day window.
+    assert len(await due_claims(conn, c, NOW + timedelta(days=1), 1, date(2026, 11, 25))) == 1
