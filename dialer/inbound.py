@@ -1,20 +1,15 @@
-"""Inbound calls: who is calling, and the queue that waits for an agent.
+"""Inbound calls: who is calling.
 
 Identification matches the caller's number (E.164) against every phone of every debtor and
-linked person. The queue is pure: calls wait in arrival order; each is offered to its
-case's agent when that agent is ready, else to the longest-idle ready agent of the inbound
-group; a call that waits past the maximum is given up (the caller hears a message) and
-becomes a callback lead.
+linked person. Identified calls then wait on the switchboard (`dialer.switchboard`) for
+their case's agent or a ready agent of the inbound group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
-
-from dialer.agents import AgentSession, AgentState, pick_agent
 
 
 @dataclass(frozen=True)
@@ -52,53 +47,3 @@ async def identify_caller(conn: asyncpg.Connection, e164: str) -> CallerMatch | 
         assigned_agent_id=best["assigned_agent_id"],
         relation=best["relation"],
     )
-
-
-@dataclass(frozen=True)
-class WaitingCall:
-    key: str  # our id of the inbound call (its Uniqueid)
-    caller: str  # E.164
-    case_id: int | None
-    preferred_agent_id: int | None
-    arrived: float  # monotonic
-
-
-@dataclass
-class InboundQueue:
-    max_wait: float = 60.0
-    waiting: list[WaitingCall] = field(default_factory=list)
-    answered: int = 0
-    abandoned: int = 0
-
-    def arrive(self, call: WaitingCall) -> None:
-        self.waiting.append(call)
-
-    def caller_hung_up(self, key: str) -> WaitingCall | None:
-        for call in self.waiting:
-            if call.key == key:
-                self.waiting.remove(call)
-                self.abandoned += 1
-                return call
-        return None
-
-    def assign(self, sessions: Iterable[AgentSession]) -> list[tuple[WaitingCall, AgentSession]]:
-        """Offer waiting calls, oldest first, to ready inbound agents."""
-        free = {s.agent_id: s for s in sessions if s.state is AgentState.READY and s.inbound}
-        out: list[tuple[WaitingCall, AgentSession]] = []
-        for call in list(self.waiting):
-            agent = pick_agent(free.values(), None, call.preferred_agent_id, inbound=True)
-            if agent is None:
-                break
-            del free[agent.agent_id]
-            self.waiting.remove(call)
-            self.answered += 1
-            out.append((call, agent))
-        return out
-
-    def expired(self, now: float) -> list[WaitingCall]:
-        """Calls that waited too long: the dialer plays the message and schedules a callback."""
-        gone = [c for c in self.waiting if now - c.arrived >= self.max_wait]
-        for call in gone:
-            self.waiting.remove(call)
-            self.abandoned += 1
-        return gone
