@@ -27,6 +27,44 @@ USER = web.RequestKey("user", users.User)
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
 
+class LoginThrottle:
+    """Slows password guessing: after `limit` failures for a username or a client address
+    within `window` seconds, further attempts are refused until the window passes."""
+
+    def __init__(self, limit: int = 5, window: float = 900.0):
+        self.limit = limit
+        self.window = window
+        self.failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        recent = [t for t in self.failures.get(key, []) if now - t < self.window]
+        if recent:
+            self.failures[key] = recent
+        else:
+            self.failures.pop(key, None)
+        return recent
+
+    def retry_after(self, keys: list[str], now: float) -> float:
+        """Seconds to wait, 0 when an attempt is allowed."""
+        wait = 0.0
+        for key in keys:
+            recent = self._recent(key, now)
+            if len(recent) >= self.limit:
+                wait = max(wait, self.window - (now - recent[0]))
+        return wait
+
+    def failed(self, keys: list[str], now: float) -> None:
+        for key in keys:
+            self.failures.setdefault(key, []).append(now)
+
+    def succeeded(self, keys: list[str]) -> None:
+        for key in keys:
+            self.failures.pop(key, None)
+
+
+THROTTLE = web.AppKey("login_throttle", LoginThrottle)
+
+
 def requires(role: Role) -> Callable[[H], H]:
     def mark(handler: H) -> H:
         setattr(handler, _ROLE_ATTR, role)
@@ -104,9 +142,17 @@ async def login(request: web.Request) -> web.Response:
     except (json.JSONDecodeError, KeyError, TypeError):
         return json_error(400, "bad_request", "send JSON with username and password")
     clock: Clock = request.app[CLOCK]
+    throttle = request.app[THROTTLE]
+    keys = [f"user:{username.lower()}", f"addr:{request.remote}"]
+    wait = throttle.retry_after(keys, clock.monotonic())
+    if wait > 0:
+        response = json_error(429, "too_many_attempts", "too many failed logins; try again later")
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
     async with request.app[POOL].acquire() as conn:
         user = await users.authenticate(conn, username, password)
         if user is None:
+            throttle.failed(keys, clock.monotonic())
             await audit.record(
                 conn,
                 Actor(None, "anonymous", Role.AGENT),
@@ -117,6 +163,7 @@ async def login(request: web.Request) -> web.Response:
                 outcome="refused",
             )
             return json_error(401, "bad_credentials", "wrong username or password")
+        throttle.succeeded(keys[:1])
         token = await users.open_session(conn, user, clock.now())
         await audit.record(conn, user.actor, "session.login", "user", user.id)
     response = web.json_response(
@@ -168,6 +215,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[THROTTLE] = LoginThrottle()
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)

@@ -46,3 +46,12 @@ async def test_malformed_login_gets_a_clear_error(client: TestClient):
     response = await client.post("/api/login", data="not json")
     assert response.status == 400
     assert "username and password" in (await response.json())["message"]
+
+
+async def test_repeated_failures_are_throttled(client: TestClient):
+    await _user(client, "agent9", Role.AGENT)
+    for _ in range(5):
+        r = await client.post("/api/login", json={"username": "agent9", "password": "guess"})
+        assert r.status == 401
+    r = await client.post("/api/login", json={"username": "agent9", "password": "password1"})
+    assert r.status == 429 and int(r.headers["Retry-After"]) > 0
