@@ -387,12 +387,25 @@ def _end(
 def close_vanished(
     call: CallAttempt, at: float, rules: CallRules = CallRules()
 ) -> tuple[CallAttempt, list[CallNotice]]:
-    """End a call that is gone from Asterisk after a reconnect (reconciliation)."""
+    """End a call that is gone from Asterisk after a reconnect (reconciliation).
+
+    A call never seen on Asterisk may or may not have been dialed while the link was
+    down: it ends as LOST, which the dialer must count as an attempt (never redial it
+    at once). Others are classified from what was seen before the link dropped.
+    """
     if call.phase is CallPhase.ENDED:
         return call, []
     notices: list[CallNotice] = []
     outcome = CallOutcome.LOST if call.phase is CallPhase.ORIGINATING else None
     return _end(call, at, notices, rules, outcome, reconciled=True), notices
+
+
+def close_refused(call: CallAttempt, at: float) -> tuple[CallAttempt, list[CallNotice]]:
+    """End a call whose Originate Asterisk refused outright (`Response: Error`)."""
+    if call.phase is CallPhase.ENDED:
+        return call, []
+    notices: list[CallNotice] = []
+    return _end(call, at, notices, CallRules(), CallOutcome.FAILED), notices
 
 
 def adopt_leg(call: CallAttempt, ref: ChannelRef, application: str, at: float) -> CallAttempt:

@@ -29,6 +29,7 @@ from dialer.call_state import (
     CallRules,
     adopt_leg,
     attempt_of_uniqueid,
+    close_refused,
     close_vanished,
     new_attempt,
     step,
@@ -146,6 +147,15 @@ class CallTracker:
             present = {item.channel.uniqueid for item in items}
             call = replace(call, legs_up=call.legs_up & present | present)
             self._store(call)
+        return notices
+
+    def refused(self, attempt_id: str, at: float) -> list[CallNotice]:
+        """The Originate for this attempt was refused: end it as failed."""
+        call = self.calls.get(attempt_id)
+        if call is None:
+            return []
+        call, notices = close_refused(call, at)
+        self._store(call)
         return notices
 
     @property

@@ -59,6 +59,7 @@ class Actions:
 
     async def originate(self, action: AmiMessage) -> Reply:
         dial = action.get("Channel")
+        self.pbx.count("originate")
         tech, _, resource = dial.partition("/")
         exten, _, context = resource.partition("@")
         if not dial or tech != "Local" or context not in CONTEXTS:

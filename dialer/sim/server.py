@@ -75,11 +75,11 @@ class AmiSimulator:
         self.actions = Actions(self.pbx, self.dialplan)
         self.faults = options.faults
         self.sessions: set[AmiSession] = set()
-        self.frozen = False
         self._server: asyncio.Server | None = None
         self.port = options.port
         self.started = time.time()
         self.logins = 0
+        self.connections = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.options.host, self.options.port)
@@ -112,6 +112,11 @@ class AmiSimulator:
         assert self._server is not None  # for the type checker; start() sets it
         await self._server.serve_forever()
 
+    def freeze(self) -> None:
+        """Fault: current connections go silent (half-open link): no replies, no events."""
+        for session in self.sessions:
+            session.frozen = True
+
     def drop_connections(self) -> None:
         """Fault: close every AMI connection at once (calls keep going)."""
         for session in list(self.sessions):
@@ -119,6 +124,7 @@ class AmiSimulator:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = AmiSession(self, reader, writer)
+        self.connections += 1
         self.sessions.add(session)
         try:
             await session.run()
@@ -141,6 +147,7 @@ class AmiSession:
         self.sent_events = 0
         self._held: AmiMessage | None = None
         self.closed = False
+        self.frozen = False
 
     def send(self, message: AmiMessage) -> None:
         if self.closed or self.writer.is_closing():
@@ -160,7 +167,7 @@ class AmiSession:
         faults = self.sim.faults
         self.sent_events += 1
         n = self.sent_events
-        if self.closed or self.sim.frozen:
+        if self.closed or self.frozen:
             return
         if faults.garbage_every and n % faults.garbage_every == 0:
             self.writer.write(b"this is not an AMI header\r\n")
@@ -205,7 +212,7 @@ class AmiSession:
                 if not data:
                     break
                 for action in self.decoder.feed(data):
-                    if self.sim.frozen:
+                    if self.frozen:
                         continue
                     await self.handle(action)
                     if self.closed:
