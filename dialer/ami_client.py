@@ -142,7 +142,7 @@ class OriginateRequest:
         return out
 
 
-class PraticaProtocol(AMIProtocol):  # type: ignore[misc]
+class PraticaProtocol(AMIProtocol):
     """panoramisk's protocol with our decoder and an in-order event sink."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,7 +155,7 @@ class PraticaProtocol(AMIProtocol):  # type: ignore[misc]
         stats = self.decoder.stats
         if stats.oversized_lines + stats.garbage_lines != reported:
             log.warning("AMI input problem: %s", stats.last_error)
-        if self.version is None and self.decoder.banner:
+        if getattr(self, "version", None) is None and self.decoder.banner:
             self.version = self.decoder.banner.partition("/")[2]
         for ami in messages:
             message = _to_panoramisk(ami)
@@ -178,7 +178,7 @@ def _to_panoramisk(ami: AmiMessage) -> Message:
     return message
 
 
-class _Manager(Manager):  # type: ignore[misc]
+class _Manager(Manager):
     """Stops panoramisk from reconnecting once we decided to stop."""
 
     stopped = False
@@ -401,8 +401,10 @@ class AmiClient:
         encode_message(headers)  # refuses CR/LF in values before anything is sent
         protocol = self._manager.protocol
         name = headers[0][1]
-        if protocol is None or protocol.closed or (
-            self.health is not HealthStatus.UP and name != "Login"
+        if (
+            protocol is None
+            or protocol.closed
+            or (self.health is not HealthStatus.UP and name != "Login")
         ):
             raise AmiDisconnected(f"AMI not connected ({self.health.value}); {name} not sent")
         fields: dict[str, Any] = {}
@@ -411,7 +413,9 @@ class AmiClient:
             if previous is None:
                 fields[key] = value
             else:
-                fields[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+                fields[key] = (
+                    [*previous, value] if isinstance(previous, list) else [previous, value]
+                )
         fields.setdefault("ActionID", self._next_action_id(name))
         action = Action(fields, as_list=as_list)
         future = self._manager.send_action(action, as_list=as_list)
@@ -419,7 +423,9 @@ class AmiClient:
         try:
             reply = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
         except TimeoutError:
-            raise AmiTimeout(f"no reply to {name} within {timeout or self.action_timeout:g} s") from None
+            raise AmiTimeout(
+                f"no reply to {name} within {timeout or self.action_timeout:g} s"
+            ) from None
         finally:
             self._pending.discard(future)
         result: AmiMessage | list[AmiMessage]

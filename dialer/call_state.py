@@ -254,7 +254,9 @@ def _saw_leg(call: CallAttempt, ref: ChannelRef, at: float) -> CallAttempt:
         return call
     channel = ref.name if ref.uniqueid == call.channel_id or not call.channel else call.channel
     phase = CallPhase.DIALING if call.phase is CallPhase.ORIGINATING else call.phase
-    timings = call.timings if call.timings.dialing is not None else replace(call.timings, dialing=at)
+    timings = (
+        call.timings if call.timings.dialing is not None else replace(call.timings, dialing=at)
+    )
     return replace(
         call,
         phase=phase,

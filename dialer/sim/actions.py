@@ -127,9 +127,7 @@ class Actions:
         timeout_ms = action.get("Timeout")
         timeout = int(timeout_ms) / 1000 if timeout_ms.isdigit() else self.default_originate_timeout
         try:
-            answered = await asyncio.wait_for(
-                asyncio.shield(one.answered), pbx.clock.real(timeout)
-            )
+            answered = await asyncio.wait_for(asyncio.shield(one.answered), pbx.clock.real(timeout))
         except TimeoutError:
             dialplan.ring_timeout(one, 19)
             answered = False

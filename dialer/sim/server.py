@@ -172,11 +172,14 @@ class AmiSession:
         if faults.garbage_every and n % faults.garbage_every == 0:
             self.writer.write(b"this is not an AMI header\r\n")
         if faults.huge_header_every and n % faults.huge_header_every == 0:
-            self.writer.write(b"Event: Junk\r\nData: " + b"x" * faults.huge_header_bytes + b"\r\n\r\n")
+            self.writer.write(
+                b"Event: Junk\r\nData: " + b"x" * faults.huge_header_bytes + b"\r\n\r\n"
+            )
         if faults.reorder:
-            message = self._reorder(message)
-            if message is None:
+            ready = self._reorder(message)
+            if ready is None:
                 return
+            message = ready
         if faults.event_delay > 0:
             loop = asyncio.get_running_loop()
             loop.call_later(faults.event_delay, self.send, message)
@@ -267,7 +270,9 @@ class AmiSession:
             if action.get("AuthType").lower() != "md5"
             else bool(self.challenge)
             and action.get("Key")
-            == hashlib.md5((self.challenge + options.secret).encode(), usedforsecurity=False).hexdigest()
+            == hashlib.md5(
+                (self.challenge + options.secret).encode(), usedforsecurity=False
+            ).hexdigest()
         )
         if not secret_ok:
             log.info("AMI simulator: authentication failed for %r", action.get("Username"))

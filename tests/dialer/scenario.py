@@ -173,8 +173,10 @@ async def replay_against(
         action = item.message
         if action.action == "Login" and action.get("Secret") == "dialer-secret":
             action = AmiMessage(
-                tuple((k, secret if k == "Secret" else ("pratica" if k == "Username" else v))
-                      for k, v in action.headers)  # fmt: skip
+                tuple(
+                    (k, secret if k == "Secret" else ("pratica" if k == "Username" else v))
+                    for k, v in action.headers
+                )  # fmt: skip
             )
         writer.write(encode(rename(action)))
         await writer.drain()
