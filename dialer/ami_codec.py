@@ -10,12 +10,14 @@ without bound.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 MAX_LINE_BYTES = 64 * 1024
 MAX_HEADERS = 1024
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 class AmiEncodeError(ValueError):
@@ -33,6 +35,9 @@ class AmiMessage:
         return cls(tuple(pairs) + tuple(named.items()))
 
     def get(self, name: str, default: str = "") -> str:
+        for key, value in self.headers:
+            if key == name:  # Asterisk's own spelling: the fast path
+                return value
         lname = name.lower()
         for key, value in self.headers:
             if key.lower() == lname:
@@ -107,98 +112,103 @@ class DecoderStats:
     last_error: str = ""
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
 @dataclass
 class AmiDecoder:
     """Incremental decoder. `feed(bytes)` returns the complete messages so far.
 
     With `expect_banner`, the first line is the protocol banner (kept in `banner`).
-    Oversized lines are skipped up to their line end; a message with more than
-    `max_headers` headers is dropped whole. Both are counted in `stats`.
+    A message with a line longer than `max_line`, more than `max_headers` headers, or
+    more than `max_message` bytes is dropped whole (a message with missing headers could
+    mislead the state machines); the stream resumes at the next message. All of it is
+    counted in `stats`, and memory stays bounded by `max_message`.
     """
 
     expect_banner: bool = False
     max_line: int = MAX_LINE_BYTES
     max_headers: int = MAX_HEADERS
+    max_message: int = MAX_MESSAGE_BYTES
     banner: str | None = None
     stats: DecoderStats = field(default_factory=DecoderStats)
     _buffer: bytearray = field(default_factory=bytearray)
-    _headers: list[tuple[str, str]] = field(default_factory=list)
-    _skipping_line: bool = False
-    _overflow: bool = False
+    _skipping: bool = False  # dropping an oversized message up to its blank line
 
     def feed(self, data: bytes) -> list[AmiMessage]:
-        self._buffer += data
-        out: list[AmiMessage] = []
         buf = self._buffer
-        start = 0
-        while True:
-            end = buf.find(b"\n", start)
-            if end < 0:
-                break
-            line = bytes(buf[start:end])
-            start = end + 1
-            if self._skipping_line:
-                self._skipping_line = False
+        buf += data
+        if self.expect_banner and self.banner is None and not self._take_banner():
+            return []
+        out: list[AmiMessage] = []
+        pos = 0
+        for match in _BLANK_LINE.finditer(buf):
+            block = bytes(buf[pos : match.start()])
+            pos = match.end()
+            if self._skipping:
+                self._skipping = False
                 continue
-            if len(line) > self.max_line:
-                self._oversized()
-                continue
-            message = self._line(line.rstrip(b"\r").decode("utf-8", "replace"))
-            if message is not None:
-                out.append(message)
-        del buf[:start]
-        if len(buf) > self.max_line:
-            # A line that never ends: forget it and ignore the rest until its newline.
+            if block:
+                message = self._block(block)
+                if message is not None:
+                    out.append(message)
+        del buf[:pos]
+        if len(buf) > self.max_message:
+            # Keep the tail so a blank line split across reads is still found.
+            tail = bytes(buf[-3:])
             buf.clear()
-            self._skipping_line = True
-            self._oversized()
+            buf += tail
+            if not self._skipping:
+                self._skipping = True
+                self._drop(f"AMI message longer than {self.max_message} bytes skipped")
+                self.stats.oversized_lines += 1
         return out
 
-    def _oversized(self) -> None:
-        self.stats.oversized_lines += 1
-        self.stats.last_error = f"AMI line longer than {self.max_line} bytes skipped"
-        self._overflow = True
-
-    def _line(self, line: str) -> AmiMessage | None:
-        if self.expect_banner and self.banner is None:
-            if line.startswith(BANNER_PREFIX):
-                self.banner = line
-                return None
+    def _take_banner(self) -> bool:
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            return len(self._buffer) > self.max_line and self._no_banner()
+        line = bytes(self._buffer[:end]).rstrip(b"\r").decode("utf-8", "replace")
+        if line.startswith(BANNER_PREFIX):
+            self.banner = line
+            del self._buffer[: end + 1]
+        else:
             self.banner = ""
-        if not line:
-            if not self._headers:
-                if self._overflow:
-                    self._overflow = False
-                    self.stats.dropped_messages += 1
-                return None
-            headers = tuple(self._headers)
-            self._headers = []
-            if self._overflow:
-                # Part of it was lost: a message with missing headers could mislead
-                # the state machines, so it is dropped whole.
-                self._overflow = False
-                self.stats.dropped_messages += 1
-                return None
-            self.stats.messages += 1
-            return AmiMessage(headers)
-        name, sep, value = line.partition(":")
-        if not sep or not name or " " in name:
-            self.stats.garbage_lines += 1
-            self.stats.last_error = "AMI line without a header name ignored"
+        return True
+
+    def _no_banner(self) -> bool:
+        self.banner = ""
+        return True
+
+    def _drop(self, reason: str) -> None:
+        self.stats.dropped_messages += 1
+        self.stats.last_error = reason
+
+    def _block(self, block: bytes) -> AmiMessage | None:
+        lines = block.decode("utf-8", "replace").splitlines()
+        if len(lines) > self.max_headers:
+            self._drop(f"AMI message with more than {self.max_headers} headers dropped")
             return None
-        if len(self._headers) >= self.max_headers:
-            self._overflow = True
-            self.stats.last_error = f"AMI message with more than {self.max_headers} headers"
+        headers: list[tuple[str, str]] = []
+        check_length = len(block) > self.max_line
+        for line in lines:
+            if check_length and len(line) > self.max_line:
+                self.stats.oversized_lines += 1
+                self._drop(f"AMI line longer than {self.max_line} bytes: message dropped")
+                return None
+            name, sep, value = line.partition(":")
+            if not sep or not name or " " in name:
+                if line:
+                    self.stats.garbage_lines += 1
+                    self.stats.last_error = "AMI line without a header name ignored"
+                continue
+            headers.append((name, value[1:] if value[:1] == " " else value))
+        if not headers:
             return None
-        self._headers.append((name, value[1:] if value.startswith(" ") else value))
-        return None
+        self.stats.messages += 1
+        return AmiMessage(tuple(headers))
 
 
 def decode_all(data: bytes, expect_banner: bool = False) -> list[AmiMessage]:
     """Decode a complete byte string (for fixtures and tests)."""
     return AmiDecoder(expect_banner=expect_banner).feed(data)
-
-
-def iter_headers(messages: Sequence[AmiMessage]) -> Iterator[dict[str, str]]:
-    for message in messages:
-        yield message.as_dict()

@@ -51,12 +51,14 @@ def test_huge_header_is_skipped_with_a_clear_limit_and_the_stream_recovers() -> 
 
 
 def test_a_line_that_never_ends_does_not_grow_memory() -> None:
-    decoder = AmiDecoder(max_line=1024)
+    decoder = AmiDecoder(max_line=1024, max_message=4096)
+    assert decoder.feed(b"Event: Start\r\n") == []
     for _ in range(100):
         assert decoder.feed(b"y" * 1000) == []
-    assert len(decoder._buffer) <= 1024
+    assert len(decoder._buffer) <= 4096
     # The endless line belonged to a message: that message is dropped, the next one is not.
     assert decoder.feed(b"\r\n\r\nEvent: Back\r\n\r\n") == [AmiMessage.of(("Event", "Back"))]
+    assert decoder.stats.dropped_messages == 1
 
 
 def test_too_many_headers_drop_the_message() -> None:
