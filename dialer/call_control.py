@@ -1,0 +1,160 @@
+"""Outbound calls over one AMI connection: dial, follow, connect, abandon, reconcile.
+
+`CallControl` owns the `CallTracker` and the single task that reads the client's event
+stream in order and feeds the state machines. The dialer engine calls `dial`,
+`connect_to_agent`, `abandon` and `cancel`, and reads `notices()`: every notice comes
+with the latency from the AMI bytes arriving to the decision being available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from dialer.ami_client import (
+    AmiActionFailed,
+    AmiClient,
+    AmiDisconnected,
+    ConnectionLost,
+    OriginateRequest,
+    ReceivedEvent,
+    Reconnected,
+)
+from dialer.call_state import CallAttempt, CallNotice, CallRules, channel_ids
+from dialer.call_tracker import CallTracker
+
+log = logging.getLogger(__name__)
+
+# Dialplan contexts of asterisk_conf/extensions.conf.
+HOLD_CONTEXT = "pratica-hold"
+AMD_CONTEXT = "pratica-amd"
+JOIN_AGENT_CONTEXT = "pratica-join-agent"
+ABANDON_CONTEXT = "pratica-abandon"
+AGENT_CONF_CONTEXT = "pratica-agent-conf"
+
+
+class DuplicateAttempt(Exception):
+    """An attempt id that was already dialed: refused, so no lead is dialed twice."""
+
+
+class UnknownCall(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    notice: CallNotice
+    latency: float  # seconds from the event's bytes being decoded to this notice
+
+
+@dataclass
+class CallControl:
+    client: AmiClient
+    rules: CallRules = field(default_factory=CallRules)
+    tracker: CallTracker = field(init=False)
+    _out: asyncio.Queue[Decision] = field(default_factory=asyncio.Queue)
+    _pump: asyncio.Task[None] | None = None
+    link_up: bool = True
+
+    def __post_init__(self) -> None:
+        self.tracker = CallTracker(self.rules)
+
+    def start(self) -> None:
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            try:
+                await self._pump
+            except asyncio.CancelledError:
+                pass
+            self._pump = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        async for item in self.client.events():
+            if isinstance(item, ReceivedEvent):
+                if item.event is None:
+                    continue
+                notices = self.tracker.feed(item.event, item.received_at)
+                received = item.received_at
+            elif isinstance(item, Reconnected):
+                self.link_up = True
+                notices = self.tracker.reconcile(item.snapshot, item.at)
+                received = item.at
+                log.info("AMI reconciled: %d calls closed, %d live", len(notices),
+                         self.tracker.active)  # fmt: skip
+            elif isinstance(item, ConnectionLost):
+                self.link_up = False
+                continue
+            now = loop.time()
+            for notice in notices:
+                self._out.put_nowait(Decision(notice, now - received))
+
+    async def notices(self) -> AsyncIterator[Decision]:
+        while True:
+            yield await self._out.get()
+
+    def call(self, attempt_id: str) -> CallAttempt:
+        call = self.tracker.get(attempt_id)
+        if call is None:
+            raise UnknownCall(attempt_id)
+        return call
+
+    async def dial(
+        self,
+        attempt_id: str,
+        dial_string: str,
+        *,
+        context: str = HOLD_CONTEXT,
+        timeout: float = 30.0,
+        caller_id: str = "",
+        variables: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Originate once. False when the link dropped before Asterisk answered the action:
+        the call stays pending and reconciliation decides (it is never re-sent)."""
+        if self.tracker.get(attempt_id) is not None:
+            raise DuplicateAttempt(attempt_id)
+        loop = asyncio.get_running_loop()
+        channel_id, _ = channel_ids(attempt_id)
+        self.tracker.expect(attempt_id, channel_id, loop.time())
+        request = OriginateRequest(
+            attempt_id, dial_string, context, "s", 1, timeout, caller_id, dict(variables or {})
+        )
+        try:
+            await self.client.originate(request)
+        except AmiActionFailed as exc:
+            log.warning("originate of attempt %s refused: %s", attempt_id, exc)
+            for notice in self.tracker.refused(attempt_id, loop.time()):
+                self._out.put_nowait(Decision(notice, 0.0))
+            return False
+        except AmiDisconnected:
+            log.warning("AMI dropped while originating attempt %s; reconciling later", attempt_id)
+            return False
+        return True
+
+    async def connect_to_agent(self, attempt_id: str, agent_id: str) -> None:
+        """Move a live debtor into the agent's nailed-up conference."""
+        await self.client.redirect(self.call(attempt_id).channel, JOIN_AGENT_CONTEXT, agent_id)
+
+    async def abandon(self, attempt_id: str) -> None:
+        """No agent in time: play the abandonment message."""
+        await self.client.redirect(self.call(attempt_id).channel, ABANDON_CONTEXT, "s")
+
+    async def cancel(self, attempt_id: str) -> None:
+        """Stop a call that is still ringing (or any call of this attempt)."""
+        call = self.call(attempt_id)
+        if call.channel:
+            await self.client.hangup(call.channel)
+
+    async def login_agent(self, agent_id: str, dial_string: str) -> None:
+        """Nail up an agent's leg into its own conference for the shift."""
+        request = OriginateRequest(
+            "", dial_string, AGENT_CONF_CONTEXT, agent_id, timeout=60.0,
+            channel_id=f"agent-{agent_id}",
+        )  # fmt: skip
+        await self.client.originate(request)

@@ -1,0 +1,308 @@
+"""The simulator's TCP server: AMI sessions, login, event filtering and fault injection.
+
+`AmiSimulator(options)` listens like Asterisk's manager port; `start()`/`close()` or
+`async with`. Each connection gets the banner, must log in (plain or MD5 challenge),
+and then receives the PBX's events according to its `Events` setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from dialer.ami_codec import AmiDecoder, AmiMessage, encode
+from dialer.sim.actions import Actions, error, response
+from dialer.sim.clock import ScaledClock
+from dialer.sim.debtors import AgentModel, DebtorModel
+from dialer.sim.dialplan import Dialplan
+from dialer.sim.pbx import Pbx
+
+log = logging.getLogger(__name__)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+
+
+@dataclass(frozen=True)
+class SimFaults:
+    """Faults injected into every session (tests flip them at run time as well)."""
+
+    drop_after_events: int = 0  # close the connection after this many events (0: never)
+    event_delay: float = 0.0  # real seconds each event is held back
+    reorder: bool = False  # swap adjacent events of different channels (allowed by Asterisk)
+    garbage_every: int = 0  # a garbage line before every Nth event
+    huge_header_every: int = 0  # an event with a huge header every Nth event
+    huge_header_bytes: int = 200_000
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "pratica"
+    secret: str = "pratica-sim"
+    time_scale: float = 1.0
+    start: datetime | None = None  # virtual wall clock start (drives hour-of-day drift)
+    seed: int = 1
+    debtors: DebtorModel = field(default_factory=DebtorModel)
+    agents: AgentModel = field(default_factory=AgentModel)
+    simulated_agents: bool = False
+    hold_max: float = 30.0
+    amd_accuracy: float = 1.0
+    auth_fail_delay: float = 1.0  # real seconds, as Asterisk's
+    channelvars: tuple[str, ...] = ("ATTEMPT",)
+    faults: SimFaults = field(default_factory=SimFaults)
+
+
+class AmiSimulator:
+    def __init__(self, options: SimOptions = SimOptions()):
+        self.options = options
+        self.clock = ScaledClock(options.time_scale, options.start)
+        self.pbx = Pbx(
+            self.clock,
+            options.debtors,
+            options.agents,
+            random.Random(options.seed),
+            options.channelvars,
+            options.simulated_agents,
+        )
+        self.dialplan = Dialplan(self.pbx, options.hold_max, options.amd_accuracy)
+        self.actions = Actions(self.pbx, self.dialplan)
+        self.faults = options.faults
+        self.sessions: set[AmiSession] = set()
+        self._server: asyncio.Server | None = None
+        self.port = options.port
+        self.started = time.time()
+        self.logins = 0
+        self.connections = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.options.host, self.options.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("AMI simulator listening on %s:%s", self.options.host, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.drop()
+        for task in list(self.pbx.tasks):
+            task.cancel()
+        for ch in list(self.pbx.channels.values()):
+            if ch.task is not None:
+                ch.task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> AmiSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None  # for the type checker; start() sets it
+        await self._server.serve_forever()
+
+    def freeze(self) -> None:
+        """Fault: current connections go silent (half-open link): no replies, no events."""
+        for session in self.sessions:
+            session.frozen = True
+
+    def drop_connections(self) -> None:
+        """Fault: close every AMI connection at once (calls keep going)."""
+        for session in list(self.sessions):
+            session.drop()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = AmiSession(self, reader, writer)
+        self.connections += 1
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+            self.pbx.listeners[:] = [x for x in self.pbx.listeners if x != session.on_event]
+
+
+class AmiSession:
+    def __init__(
+        self, sim: AmiSimulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ):
+        self.sim = sim
+        self.reader = reader
+        self.writer = writer
+        self.decoder = AmiDecoder()
+        self.authenticated = False
+        self.events: frozenset[str] | None = None  # None: all classes; empty: off
+        self.challenge = ""
+        self.sent_events = 0
+        self._held: AmiMessage | None = None
+        self.closed = False
+        self.frozen = False
+
+    def send(self, message: AmiMessage) -> None:
+        if self.closed or self.writer.is_closing():
+            return
+        self.writer.write(encode(message))
+
+    def drop(self) -> None:
+        self.closed = True
+        transport = self.writer.transport
+        transport.abort()
+
+    def on_event(self, message: AmiMessage) -> None:
+        if self.events is not None:
+            classes = set(message.get("Privilege").split(","))
+            if not classes & self.events:
+                return
+        faults = self.sim.faults
+        self.sent_events += 1
+        n = self.sent_events
+        if self.closed or self.frozen:
+            return
+        if faults.garbage_every and n % faults.garbage_every == 0:
+            self.writer.write(b"this is not an AMI header\r\n")
+        if faults.huge_header_every and n % faults.huge_header_every == 0:
+            self.writer.write(
+                b"Event: Junk\r\nData: " + b"x" * faults.huge_header_bytes + b"\r\n\r\n"
+            )
+        if faults.reorder:
+            ready = self._reorder(message)
+            if ready is None:
+                return
+            message = ready
+        if faults.event_delay > 0:
+            loop = asyncio.get_running_loop()
+            loop.call_later(faults.event_delay, self.send, message)
+        else:
+            self.send(message)
+        if faults.drop_after_events and n >= faults.drop_after_events:
+            self.drop()
+
+    def _reorder(self, message: AmiMessage) -> AmiMessage | None:
+        held, self._held = self._held, None
+        if held is None:
+            if message.get("Uniqueid"):
+                self._held = message
+                asyncio.get_running_loop().call_later(0.01, self._flush)
+                return None
+            return message
+        if held.get("Uniqueid") != message.get("Uniqueid") and message.get("Uniqueid"):
+            self.send(message)  # a different channel may overtake: Asterisk allows it
+            return held
+        self.send(held)
+        return message
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self.send(held)
+
+    async def run(self) -> None:
+        self.writer.write(BANNER)
+        try:
+            while not self.closed:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                for action in self.decoder.feed(data):
+                    if self.frozen:
+                        continue
+                    await self.handle(action)
+                    if self.closed:
+                        break
+                await self.writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.closed = True
+            self.writer.close()
+
+    async def handle(self, action: AmiMessage) -> None:
+        name = action.action.lower()
+        if name == "login":
+            await self.login(action)
+            return
+        if name == "challenge":
+            self.challenge = secrets.token_hex(8)
+            self.send(response(action, "Success", ("Challenge", self.challenge)))
+            return
+        if name == "logoff":
+            self.send(response(action, "Goodbye", ("Message", "Thanks for all the fish.")))
+            await self.writer.drain()
+            self.closed = True
+            return
+        if not self.authenticated:
+            self.send(error(action, "Permission denied"))
+            return
+        if name == "ping":
+            self.send(response(action, "Success", ("Ping", "Pong"),
+                               ("Timestamp", f"{time.time():.6f}")))  # fmt: skip
+            return
+        if name == "events":
+            self.events = _event_mask(action.get("EventMask"))
+            state = "Off" if self.events == frozenset() else "On"
+            self.send(response(action, "Success", ("Events", state)))
+            return
+        handler = self.sim.actions.handlers().get(name)
+        if handler is None:
+            self.send(error(action, f"Invalid/unknown command: {action.action}. "
+                                    "Use Action: ListCommands to show available commands."))  # fmt: skip
+            self.send(self._security_event("RequestBadFormat", "Error",
+                                           ("RequestType", f"Action: {action.action}")))  # fmt: skip
+            return
+        for message in await handler(action):
+            self.send(message)
+
+    async def login(self, action: AmiMessage) -> None:
+        options = self.sim.options
+        secret_ok = action.get("Username") == options.username and (
+            action.get("Secret") == options.secret
+            if action.get("AuthType").lower() != "md5"
+            else bool(self.challenge)
+            and action.get("Key")
+            == hashlib.md5(
+                (self.challenge + options.secret).encode(), usedforsecurity=False
+            ).hexdigest()
+        )
+        if not secret_ok:
+            log.info("AMI simulator: authentication failed for %r", action.get("Username"))
+            await asyncio.sleep(options.auth_fail_delay)
+            self.send(error(action, "Authentication failed"))
+            await self.writer.drain()
+            self.closed = True
+            return
+        self.authenticated = True
+        self.sim.logins += 1
+        self.events = _event_mask(action.get("Events") or "on")
+        self.send(response(action, "Success", ("Message", "Authentication accepted")))
+        booted = AmiMessage((("Event", "FullyBooted"), ("Privilege", "system,all"),
+                             ("Uptime", str(int(time.time() - self.sim.started))),
+                             ("LastReload", str(int(time.time() - self.sim.started))),
+                             ("Status", "Fully Booted")))  # fmt: skip
+        if self.events is None or "system" in self.events:
+            self.send(booted)
+        self.sim.pbx.listeners.append(self.on_event)
+
+    def _security_event(self, event: str, severity: str, *extra: tuple[str, str]) -> AmiMessage:
+        return AmiMessage((("Event", event), ("Privilege", "security,all"),
+                           ("Severity", severity), ("Service", "AMI"), ("EventVersion", "1"),
+                           *extra, ("AccountID", self.sim.options.username)))  # fmt: skip
+
+
+def _event_mask(text: str) -> frozenset[str] | None:
+    value = text.strip().lower()
+    if value in ("on", "yes", "true", "1", "all", ""):
+        return None
+    if value in ("off", "no", "false", "0"):
+        return frozenset()
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
