@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -58,6 +58,8 @@ class AgentDesk:
             asyncio.Queue()
         )
         self._writer: asyncio.Task[None] | None = None
+        # Called with (before, after) on every change, synchronously (the engine listens).
+        self.listeners: list[Callable[[AgentSession, AgentSession], None]] = []
 
     async def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="agent-desk-writer")
@@ -115,7 +117,18 @@ class AgentDesk:
             )
         self.sessions[agent_id] = after
         self._queue.put_nowait((actor, before, after, self.clock.now()))
-        return after
+        for listener in self.listeners:
+            try:
+                listener(before, after)
+            except Exception:
+                log.exception("agent desk listener failed")
+        return self.sessions[agent_id]
+
+    def assign_campaigns(self, agent_id: int, campaign_ids: frozenset[int]) -> None:
+        """Which campaigns the agent takes calls for (not a state change)."""
+        from dataclasses import replace
+
+        self.sessions[agent_id] = replace(self.session(agent_id), campaign_ids=campaign_ids)
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = self.clock.monotonic()

@@ -136,15 +136,18 @@ class CampaignStats:
         return rows
 
 
-# How a finished attempt's ledger row counts. Machines and live answers are both
-# "answered"; a live answer either connects or is abandoned.
 def tallies_for_attempt(outcome: str, amd_result: str | None, answered: bool) -> list[Tally]:
+    """How a finished attempt counts. `completed` (or `connected`) reached an agent,
+    `abandoned` did not in time, `live_answer` hung up before the connect limit."""
     out = [Tally.DIAL]
     if outcome == "machine" or amd_result == "MACHINE":
         out.append(Tally.MACHINE)
-    elif outcome in {"connected", "completed", "abandoned"} or (answered and outcome != "machine"):
+    elif outcome in {"connected", "completed"}:
+        out += [Tally.LIVE, Tally.CONNECT]
+    elif outcome == "abandoned":
+        out += [Tally.LIVE, Tally.ABANDON]
+    elif outcome == "live_answer":
         out.append(Tally.LIVE)
-        out.append(Tally.ABANDON if outcome == "abandoned" else Tally.CONNECT)
     elif outcome == "busy":
         out.append(Tally.BUSY)
     elif outcome == "no_answer":

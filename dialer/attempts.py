@@ -1,0 +1,250 @@
+"""The attempt ledger: every call attempt with its timings, written off the hot path.
+
+The engine acts first (Redirect within milliseconds of a live answer) and records after:
+milestones are queued and written in order by one writer task. Closing an attempt is one
+transaction: the ledger row, the lead's next step (unless an agent took the call, then the
+disposition decides), the phone's last outcome and the call activity on the case. The
+`call.ended` event follows on the bus for the live statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from core.bus import EventBus
+from dialer.campaigns import Campaign
+from dialer.leads import ClaimedLead, finish_attempt
+from dialer.retry import AttemptOutcome
+
+log = logging.getLogger(__name__)
+
+CALLS_TOPIC = "calls"
+
+# How the call's final outcome counts for the lead.
+LEAD_OUTCOME: dict[str, AttemptOutcome] = {
+    "no_answer": AttemptOutcome.NO_ANSWER,
+    "busy": AttemptOutcome.BUSY,
+    "failed": AttemptOutcome.FAILED,
+    "lost": AttemptOutcome.FAILED,
+    "invalid_number": AttemptOutcome.INVALID_NUMBER,
+    "machine": AttemptOutcome.MACHINE,
+    # A person answered and hung up before the connect limit: nobody was abandoned, but
+    # nobody talked either; try again like an unanswered call.
+    "live_answer": AttemptOutcome.NO_ANSWER,
+    "abandoned": AttemptOutcome.ABANDONED,
+    "completed": AttemptOutcome.CONNECTED,
+}
+
+_SUMMARY = {
+    "no_answer": "Outbound call: no answer",
+    "busy": "Outbound call: busy",
+    "failed": "Outbound call: failed",
+    "lost": "Outbound call: lost while the Asterisk link was down",
+    "invalid_number": "Outbound call: invalid number",
+    "machine": "Outbound call: answering machine",
+    "live_answer": "Outbound call: answered, hung up before an agent was connected",
+    "abandoned": "Outbound call: answered, no agent free (abandonment message played)",
+    "completed": "Outbound call: connected to an agent",
+}
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    key: str
+    outcome: str  # the call state machine's outcome value
+    ended_at: datetime
+    hangup_cause: int | None = None
+    agent_id: int | None = None
+    recording: str | None = None
+    duration: float | None = None  # seconds connected
+
+
+Op = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+class AttemptLedger:
+    def __init__(
+        self, pool: asyncpg.Pool, bus: EventBus, default_zones: Sequence[str] = ("Europe/Rome",)
+    ):
+        self.pool = pool
+        self.bus = bus
+        self.default_zones = tuple(default_zones)
+        self._queue: asyncio.Queue[Op] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="attempt-ledger")
+
+    async def drain(self) -> None:
+        await self._queue.join()
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _write_loop(self) -> None:
+        while True:
+            op = await self._queue.get()
+            try:
+                async with self.pool.acquire() as conn:
+                    await op(conn)
+            except Exception:
+                log.exception("attempt ledger: a write failed")
+            finally:
+                self._queue.task_done()
+
+    async def open(self, key: str, lead: ClaimedLead, started_at: datetime) -> None:
+        """Written before the Originate is sent, so a crash never loses a dialed call."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO call_attempts (attempt_key, campaign_id, lead_id, case_id, debtor_id, "
+                "phone_id, e164, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                key,
+                lead.campaign_id,
+                lead.id,
+                lead.case_id,
+                lead.debtor_id,
+                lead.phone_id,
+                lead.e164,
+                started_at,
+            )
+
+    def mark(self, key: str, **fields: Any) -> None:
+        """Record milestones later, in order (answered_at, amd_at, amd_result, connected_at,
+        agent_id, abandoned_at)."""
+        allowed = {
+            "answered_at",
+            "amd_at",
+            "amd_result",
+            "connected_at",
+            "agent_id",
+            "abandoned_at",
+        }
+        if not fields or not set(fields) <= allowed:
+            raise ValueError(f"unknown attempt fields: {sorted(set(fields) - allowed)}")
+        names = sorted(fields)
+        # Column names come from the fixed set above, values are parameters.
+        assignments = ", ".join(
+            f"{name} = COALESCE({name}, ${i + 2})" for i, name in enumerate(names)
+        )
+        sql = f"UPDATE call_attempts SET {assignments} WHERE attempt_key = $1"  # noqa: S608
+
+        async def write(conn: asyncpg.Connection) -> None:
+            await conn.execute(sql, key, *(fields[n] for n in names))
+
+        self._queue.put_nowait(write)
+
+    def close(self, end: AttemptEnd, campaign: Campaign | None) -> None:
+        async def write(conn: asyncpg.Connection) -> None:
+            await self._close(conn, end, campaign)
+
+        self._queue.put_nowait(write)
+
+    async def _close(
+        self, conn: asyncpg.Connection, end: AttemptEnd, campaign: Campaign | None
+    ) -> None:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE call_attempts SET ended_at = $2, outcome = $3, hangup_cause = $4, "
+                "agent_id = COALESCE(agent_id, $5), recording = COALESCE(recording, $6) "
+                "WHERE attempt_key = $1 AND ended_at IS NULL "
+                "RETURNING campaign_id, lead_id, case_id, e164, started_at, answered_at, amd_result, "
+                "agent_id",
+                end.key,
+                end.ended_at,
+                end.outcome,
+                end.hangup_cause,
+                end.agent_id,
+                end.recording,
+            )
+            if row is None:
+                return  # closed already (a replayed end after a reconnect)
+            lead_outcome = LEAD_OUTCOME.get(end.outcome, AttemptOutcome.FAILED)
+            if campaign is not None and row["lead_id"] is not None:
+                if lead_outcome is not AttemptOutcome.CONNECTED:
+                    await finish_attempt(
+                        conn,
+                        campaign,
+                        row["lead_id"],
+                        lead_outcome,
+                        end.ended_at,
+                        self.default_zones,
+                    )
+            activity = None
+            if row["case_id"] is not None:
+                activity = await self._call_activity(conn, row, end)
+        # Published after the commit, so a listener that reads the database sees it.
+        if activity is not None:
+            await self.bus.broadcast(
+                f"case:{row['case_id']}", {"type": "activity.added", "activity": activity}
+            )
+        await self.bus.publish(
+            CALLS_TOPIC,
+            {
+                "type": "call.ended",
+                "attempt_key": end.key,
+                "campaign_id": row["campaign_id"],
+                "case_id": row["case_id"],
+                "agent_id": row["agent_id"],
+                "started_at": row["started_at"].isoformat(),
+                "outcome": end.outcome,
+                "amd_result": row["amd_result"],
+                "answered": row["answered_at"] is not None,
+                "activity_id": None if activity is None else activity["id"],
+            },
+        )
+
+    async def _call_activity(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, end: AttemptEnd
+    ) -> dict[str, Any] | None:
+        summary = _SUMMARY.get(end.outcome, f"Outbound call: {end.outcome}")
+        data = {"attempt_key": end.key, "number": row["e164"], "outcome": end.outcome}
+        if end.duration is not None:
+            data["talk_seconds"] = round(end.duration, 1)
+        activity = await conn.fetchrow(
+            "INSERT INTO activities (case_id, kind, channel, direction, occurred_at, agent_id, "
+            "summary, reference, delivery_status, external_id, data) "
+            "VALUES ($1, 'call', 'voice', 'outbound', $2, $3, $4, $5, $6, $7, $8) "
+            "ON CONFLICT (channel, external_id) WHERE external_id IS NOT NULL DO NOTHING "
+            "RETURNING id, occurred_at",
+            row["case_id"],
+            row["started_at"],
+            row["agent_id"],
+            summary,
+            end.recording,
+            end.outcome,
+            end.key,
+            data,
+        )
+        if activity is None:
+            return None
+        await conn.execute(
+            "UPDATE cases SET last_contact_at = GREATEST(last_contact_at, $2), updated_at = now() "
+            "WHERE id = $1 AND $3",
+            row["case_id"],
+            end.ended_at,
+            end.outcome == "completed",
+        )
+        return {
+            "id": activity["id"],
+            "case_id": row["case_id"],
+            "kind": "call",
+            "channel": "voice",
+            "direction": "outbound",
+            "occurred_at": activity["occurred_at"].isoformat(),
+            "agent_id": row["agent_id"],
+            "summary": summary,
+            "delivery_status": end.outcome,
+            "reference": end.recording,
+        }

@@ -1,0 +1,416 @@
+"""The campaign engine: the outbound call from the pacer's decision to the agent's screen.
+
+Every tick, for each campaign this node owns: ask the pacer how many calls to launch,
+claim that many leads, open their ledger rows and originate them. Call notices from the
+AMI side drive the rest: a live answer waits on the switchboard for an agent (the case's
+own agent, else the longest-idle ready one); the agent is reserved, the debtor is
+redirected into the agent's conference and the agent's browser gets the case in the same
+instant; if no agent frees up within the connect limit, the debtor is redirected to the
+abandonment message. Everything is recorded afterwards by the attempt ledger.
+
+Nothing here knows whether Asterisk is real or simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import asyncpg
+
+from core.bus import EventBus
+from core.clock import Clock
+from core.identity import SYSTEM
+from dialer.agent_desk import AgentDesk
+from dialer.agents import AgentSession, AgentState, AgentStateError
+from dialer.attempts import AttemptEnd, AttemptLedger
+from dialer.call_control import AMD_CONTEXT, HOLD_CONTEXT, CallControl, UnknownCall
+from dialer.call_state import (
+    CallAnswered,
+    CallAttempt,
+    CallConnected,
+    CallEnded,
+    CallNotice,
+    CallOutcome,
+    LiveAnswer,
+    MachineDetected,
+)
+from dialer.campaigns import Campaign, get_campaign
+from dialer.leads import ClaimedLead, claim_leads, promote_due, zone_sets
+from dialer.switchboard import Switchboard, WaitingCall
+
+log = logging.getLogger(__name__)
+
+
+class Pacer(Protocol):
+    def launch(
+        self,
+        campaign: Campaign,
+        agents: Sequence[AgentSession],
+        in_flight: Sequence[CallAttempt],
+        now: float,
+    ) -> int:
+        """How many new calls the campaign should place now."""
+        ...
+
+    def observe(self, campaign_id: int, call: CallEnded, now: float) -> None:
+        """Learn from a finished call (answer rates, ring and talk times)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    dial_template: str = "PJSIP/{number}@carrier"
+    # The agent's nailed-up leg: `{extension}` (SIP) or `{agent_id}`.
+    agent_dial_template: str = "PJSIP/{extension}"
+    default_zones: tuple[str, ...] = ("Europe/Rome",)
+    node: str = "node-1"
+    tick: float = 0.5  # seconds between pacing decisions (clock time)
+    promote_every: float = 5.0
+    max_launch: int = 50  # never more than this many originates per campaign per tick
+    wrap_up_max: float = 60.0
+
+
+@dataclass
+class LiveCall:
+    key: str
+    campaign_id: int
+    lead: ClaimedLead
+    started: float
+    preferred_agent_id: int | None = None
+    agent_id: int | None = None
+    connected: float | None = None
+    abandoned: bool = False
+
+
+@dataclass
+class EngineCounters:
+    """Ground truth of what the engine did, for tests and the demo view."""
+
+    dialed: int = 0
+    live: int = 0
+    connected: int = 0
+    abandoned: int = 0
+    machines: int = 0
+    ended: int = 0
+    live_to_redirect: list[float] = field(default_factory=list)
+
+
+class CampaignEngine:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bus: EventBus,
+        clock: Clock,
+        desk: AgentDesk,
+        calls: CallControl,
+        pacer: Pacer,
+        settings: EngineSettings | None = None,
+    ):
+        self.pool = pool
+        self.bus = bus
+        self.clock = clock
+        self.desk = desk
+        self.calls = calls
+        self.pacer = pacer
+        self.settings = settings or EngineSettings()
+        self.ledger = AttemptLedger(pool, bus, self.settings.default_zones)
+        self.campaigns: dict[int, Campaign] = {}
+        self.live: dict[str, LiveCall] = {}
+        self.board = Switchboard()
+        self.counters = EngineCounters()
+        self._wrap_deadlines: dict[int, float] = {}
+        self._last_promote: dict[int, float] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._extensions: dict[int, str] = {}
+        desk.listeners.append(self._agent_changed)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.ledger.start()
+        self._tasks = [
+            asyncio.create_task(self._tick_loop(), name="engine-ticks"),
+            asyncio.create_task(self._notice_loop(), name="engine-notices"),
+            asyncio.create_task(self._deadline_loop(), name="engine-deadlines"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.ledger.stop()
+
+    async def add_campaign(self, campaign_id: int) -> Campaign:
+        async with self.pool.acquire() as conn:
+            campaign = await get_campaign(conn, campaign_id)
+            rows = await conn.fetch(
+                "SELECT id, sip_extension FROM users WHERE sip_extension IS NOT NULL"
+            )
+        if campaign is None:
+            raise LookupError(f"no campaign {campaign_id}")
+        self._extensions.update({r["id"]: r["sip_extension"] for r in rows})
+        self.campaigns[campaign.id] = campaign
+        return campaign
+
+    def remove_campaign(self, campaign_id: int) -> None:
+        self.campaigns.pop(campaign_id, None)
+
+    # --- pacing and dialing -----------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            for campaign in list(self.campaigns.values()):
+                try:
+                    await self.pace(campaign)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("campaign %d: pacing tick failed", campaign.id)
+            await self.clock.sleep(self.settings.tick)
+
+    def agents_of(self, campaign_id: int) -> list[AgentSession]:
+        return [
+            s
+            for s in self.desk.sessions.values()
+            if campaign_id in s.campaign_ids and s.state is not AgentState.LOGGED_OUT
+        ]
+
+    def in_flight(self, campaign_id: int) -> list[CallAttempt]:
+        out = []
+        for key, call in self.live.items():
+            if call.campaign_id != campaign_id or call.connected is not None or call.abandoned:
+                continue
+            with contextlib.suppress(UnknownCall):
+                out.append(self.calls.call(key))
+        return out
+
+    async def pace(self, campaign: Campaign) -> int:
+        """One pacing decision for one campaign; returns how many calls were placed."""
+        if not self.calls.link_up:
+            return 0  # never dial blind; reconciliation runs when the link is back
+        now = self.clock.monotonic()
+        wall = self.clock.now()
+        async with self.pool.acquire() as conn:
+            if now - self._last_promote.get(campaign.id, -1e9) >= self.settings.promote_every:
+                await promote_due(conn, campaign.id, wall)
+                self._last_promote[campaign.id] = now
+            want = self.pacer.launch(
+                campaign, self.agents_of(campaign.id), self.in_flight(campaign.id), now
+            )
+            want = min(want, self.settings.max_launch)
+            if want <= 0:
+                return 0
+            leads = await claim_leads(
+                conn, campaign, wall, want, self.settings.node, wall.date(), await zone_sets(conn)
+            )
+        for lead in leads:
+            await self._dial(campaign, lead, wall)
+        return len(leads)
+
+    def _dial_string(self, e164: str) -> str:
+        return self.settings.dial_template.format(number=e164.lstrip("+"))
+
+    async def _dial(self, campaign: Campaign, lead: ClaimedLead, wall: datetime) -> None:
+        key = uuid.uuid4().hex[:20]
+        await self.ledger.open(key, lead, wall)
+        preferred = lead.callback_agent_id
+        self.live[key] = LiveCall(key, campaign.id, lead, self.clock.monotonic(), preferred)
+        self.counters.dialed += 1
+        await self.calls.dial(
+            key,
+            self._dial_string(lead.e164),
+            context=AMD_CONTEXT if campaign.amd else HOLD_CONTEXT,
+            timeout=float(campaign.no_answer_timeout),
+            caller_id=campaign.caller_id or "",
+            variables={"CAMPAIGN": str(campaign.id), "CASE": str(lead.case_id)},
+        )
+
+    # --- call notices -----------------------------------------------------------------------
+
+    async def _notice_loop(self) -> None:
+        async for decision in self.calls.notices():
+            try:
+                await self.on_notice(decision.notice)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("engine: could not handle %s", type(decision.notice).__name__)
+
+    async def on_notice(self, notice: CallNotice) -> None:
+        call = self.live.get(notice.attempt_id)
+        if call is None:
+            return  # not an attempt of this engine (or already finished)
+        wall = self.clock.now()
+        if isinstance(notice, CallAnswered):
+            self.ledger.mark(call.key, answered_at=wall)
+        elif isinstance(notice, LiveAnswer):
+            self.counters.live += 1
+            self.ledger.mark(call.key, amd_at=wall, amd_result=notice.amd_status or "HUMAN")
+            now = self.clock.monotonic()
+            campaign = self.campaigns.get(call.campaign_id)
+            limit = campaign.compliance.connect_limit if campaign else 2.0
+            self.board.arrive(
+                WaitingCall(
+                    call.key,
+                    arrived=now,
+                    deadline=now + limit,
+                    campaign_id=call.campaign_id,
+                    case_id=call.lead.case_id,
+                    preferred_agent_id=call.preferred_agent_id,
+                )
+            )
+            await self.assign()
+            self._wake.set()
+        elif isinstance(notice, MachineDetected):
+            self.counters.machines += 1
+            self.ledger.mark(call.key, amd_at=wall, amd_result="MACHINE")
+        elif isinstance(notice, CallConnected):
+            call.connected = self.clock.monotonic()
+            self.counters.connected += 1
+            self.ledger.mark(call.key, connected_at=wall)
+            if call.agent_id is not None:
+                with contextlib.suppress(AgentStateError):
+                    self.desk.change(SYSTEM, call.agent_id, AgentState.ON_CALL)
+        elif isinstance(notice, CallEnded):
+            await self._ended(call, notice, wall)
+
+    async def _ended(self, call: LiveCall, notice: CallEnded, wall: datetime) -> None:
+        self.live.pop(call.key, None)
+        self.board.gone(call.key)
+        self.counters.ended += 1
+        outcome = notice.outcome
+        if call.abandoned and outcome is not CallOutcome.COMPLETED:
+            outcome = CallOutcome.ABANDONED
+        now = self.clock.monotonic()
+        agent_id = call.agent_id
+        if agent_id is not None:
+            session = self.desk.session(agent_id)
+            with contextlib.suppress(AgentStateError):
+                if session.state is AgentState.ON_CALL:
+                    self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP)
+                    self._wrap_deadlines[agent_id] = now + self.settings.wrap_up_max
+                    self._wake.set()
+                elif session.state is AgentState.RESERVED:
+                    self.desk.change(SYSTEM, agent_id, AgentState.READY)
+        campaign = self.campaigns.get(call.campaign_id)
+        if campaign is not None:
+            self.pacer.observe(campaign.id, notice, now)
+        duration = None if call.connected is None else max(0.0, now - call.connected)
+        self.ledger.close(
+            AttemptEnd(
+                call.key,
+                outcome.value,
+                wall,
+                hangup_cause=notice.far_cause or None,
+                agent_id=agent_id if call.connected is not None else None,
+                recording=f"{call.key}.wav" if call.connected is not None else None,
+                duration=duration,
+            ),
+            campaign,
+        )
+
+    # --- connecting live answers ------------------------------------------------------------
+
+    async def assign(self) -> None:
+        for waiting, agent in self.board.assign(list(self.desk.sessions.values())):
+            call = self.live.get(waiting.key)
+            if call is None:
+                continue
+            started = self.clock.monotonic()
+            self.desk.change(
+                SYSTEM,
+                agent.agent_id,
+                AgentState.RESERVED,
+                case_id=call.lead.case_id,
+                attempt_key=call.key,
+            )
+            call.agent_id = agent.agent_id
+            try:
+                await self.calls.connect_to_agent(call.key, str(agent.agent_id))
+            except Exception:
+                log.warning("attempt %s: redirect to agent %d failed", call.key, agent.agent_id)
+                call.agent_id = None
+                with contextlib.suppress(AgentStateError):
+                    self.desk.change(SYSTEM, agent.agent_id, AgentState.READY)
+                continue
+            self.counters.live_to_redirect.append(self.clock.monotonic() - started)
+            self.ledger.mark(call.key, agent_id=agent.agent_id)
+            await self.bus.broadcast(
+                f"agent:{agent.agent_id}",
+                {
+                    "type": "screen_pop",
+                    "case_id": call.lead.case_id,
+                    "attempt_key": call.key,
+                    "campaign_id": call.campaign_id,
+                    "number": call.lead.e164,
+                    "summary": f"Connected: {call.lead.e164}",
+                },
+            )
+
+    async def _abandon(self, waiting: WaitingCall) -> None:
+        call = self.live.get(waiting.key)
+        if call is None:
+            return
+        call.abandoned = True
+        self.counters.abandoned += 1
+        self.ledger.mark(call.key, abandoned_at=self.clock.now())
+        try:
+            await self.calls.abandon(call.key)
+        except Exception:
+            log.warning("attempt %s: redirect to the abandonment message failed", call.key)
+
+    async def _deadline_loop(self) -> None:
+        while True:
+            now = self.clock.monotonic()
+            for waiting in self.board.expired(now):
+                await self._abandon(waiting)
+            for agent_id, deadline in list(self._wrap_deadlines.items()):
+                if now >= deadline:
+                    del self._wrap_deadlines[agent_id]
+                    if self.desk.session(agent_id).state is AgentState.WRAP_UP:
+                        # Wrap-up is bounded: the agent is made ready again.
+                        self.desk.change(SYSTEM, agent_id, AgentState.READY)
+            deadlines = [d for d in (self.board.next_deadline(),) if d is not None]
+            deadlines += list(self._wrap_deadlines.values())
+            wait = min((d - now for d in deadlines), default=1.0)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                real = max(0.0, min(wait, 1.0)) / getattr(self.clock, "scale", 1.0)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(real, 0.001))
+
+    # --- agents -----------------------------------------------------------------------------
+
+    def _agent_changed(self, before: AgentSession, after: AgentSession) -> None:
+        if after.state is AgentState.READY:
+            if before.state is AgentState.LOGGED_OUT:
+                self._start_shift(after)
+            if self.board.waiting:
+                asyncio.get_running_loop().create_task(self.assign())
+        if after.state is not AgentState.WRAP_UP:
+            self._wrap_deadlines.pop(after.agent_id, None)
+
+    def _start_shift(self, session: AgentSession) -> None:
+        """First ready of a shift: join the node's campaigns and nail up the agent's leg."""
+        if not session.campaign_ids:
+            self.desk.assign_campaigns(session.agent_id, frozenset(self.campaigns))
+        extension = self._extensions.get(session.agent_id, str(session.agent_id))
+        dial = self.settings.agent_dial_template.format(
+            extension=extension, agent_id=session.agent_id
+        )
+        asyncio.get_running_loop().create_task(self._nail_up(session.agent_id, dial))
+
+    async def _nail_up(self, agent_id: int, dial: str) -> None:
+        try:
+            await self.calls.login_agent(str(agent_id), dial)
+        except Exception:
+            log.warning("agent %d: could not nail up the agent leg", agent_id)
