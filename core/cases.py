@@ -47,7 +47,7 @@ def money(value: object, field: str = "amount") -> Decimal:
         raise CaseError(f"{field}: not an amount: {value!r}") from None
     if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
         raise CaseError(f"{field}: at most two decimals, got {value!r}")
-    return amount
+    return amount.quantize(Decimal("0.01"))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from core.activity import Activity, ActivityKind, Channel, Direction, NewActivity, announce, append
 from core.bus import EventBus
 from dialer.campaigns import Campaign
 from dialer.leads import ClaimedLead, finish_attempt
@@ -184,11 +185,9 @@ class AttemptLedger:
             activity = None
             if row["case_id"] is not None:
                 activity = await self._call_activity(conn, row, end)
-        # Published after the commit, so a listener that reads the database sees it.
+        # Announced after the commit, so a listener that reads the database sees it.
         if activity is not None:
-            await self.bus.broadcast(
-                f"case:{row['case_id']}", {"type": "activity.added", "activity": activity}
-            )
+            await announce(self.bus, activity)
         await self.bus.publish(
             CALLS_TOPIC,
             {
@@ -201,50 +200,43 @@ class AttemptLedger:
                 "outcome": end.outcome,
                 "amd_result": row["amd_result"],
                 "answered": row["answered_at"] is not None,
-                "activity_id": None if activity is None else activity["id"],
+                "activity_id": None if activity is None else activity.id,
             },
         )
 
     async def _call_activity(
         self, conn: asyncpg.Connection, row: asyncpg.Record, end: AttemptEnd
-    ) -> dict[str, Any] | None:
-        summary = _SUMMARY.get(end.outcome, f"Outbound call: {end.outcome}")
-        data = {"attempt_key": end.key, "number": row["e164"], "outcome": end.outcome}
+    ) -> Activity | None:
+        data: dict[str, Any] = {
+            "attempt_key": end.key,
+            "number": row["e164"],
+            "outcome": end.outcome,
+        }
         if end.duration is not None:
             data["talk_seconds"] = round(end.duration, 1)
-        activity = await conn.fetchrow(
-            "INSERT INTO activities (case_id, kind, channel, direction, occurred_at, agent_id, "
-            "summary, reference, delivery_status, external_id, data) "
-            "VALUES ($1, 'call', 'voice', 'outbound', $2, $3, $4, $5, $6, $7, $8) "
-            "ON CONFLICT (channel, external_id) WHERE external_id IS NOT NULL DO NOTHING "
-            "RETURNING id, occurred_at",
-            row["case_id"],
-            row["started_at"],
-            row["agent_id"],
-            summary,
-            end.recording,
-            end.outcome,
-            end.key,
-            data,
+        appended = await append(
+            conn,
+            NewActivity(
+                row["case_id"],
+                ActivityKind.CALL,
+                Channel.VOICE,
+                Direction.OUTBOUND,
+                row["started_at"],
+                _SUMMARY.get(end.outcome, f"Outbound call: {end.outcome}"),
+                agent_id=row["agent_id"],
+                reference=end.recording,
+                delivery_status=end.outcome,
+                external_id=end.key,
+                data=data,
+            ),
         )
-        if activity is None:
+        if not appended.created:
             return None
-        await conn.execute(
-            "UPDATE cases SET last_contact_at = GREATEST(last_contact_at, $2), updated_at = now() "
-            "WHERE id = $1 AND $3",
-            row["case_id"],
-            end.ended_at,
-            end.outcome == "completed",
-        )
-        return {
-            "id": activity["id"],
-            "case_id": row["case_id"],
-            "kind": "call",
-            "channel": "voice",
-            "direction": "outbound",
-            "occurred_at": activity["occurred_at"].isoformat(),
-            "agent_id": row["agent_id"],
-            "summary": summary,
-            "delivery_status": end.outcome,
-            "reference": end.recording,
-        }
+        if end.outcome == "completed":
+            await conn.execute(
+                "UPDATE cases SET last_contact_at = GREATEST(last_contact_at, $2), updated_at = now() "
+                "WHERE id = $1",
+                row["case_id"],
+                end.ended_at,
+            )
+        return appended.activity

@@ -313,10 +313,12 @@ async def schedule_callback(
     at: datetime,
     agent_id: int | None,
     default_zones: Sequence[str],
+    ends_call: bool = False,
 ) -> int:
     """Schedule a callback of a case at `at`: personal (to `agent_id` first) or for the
     campaign (`agent_id` None). Creates the lead if the case has none in the campaign, and
-    keeps its attempt counters if it has. Returns the lead id."""
+    keeps its attempt counters if it has. A lead being dialed stays with its call unless
+    `ends_call` (the callback is the disposition of that very call). Returns the lead id."""
     async with conn.transaction():
         phone = await conn.fetchrow(
             "SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $2::text[])) AS zones, "
@@ -335,7 +337,8 @@ async def schedule_callback(
                                priority, next_attempt_at, callback_agent_id)
             VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8)
             ON CONFLICT (campaign_id, case_id) DO UPDATE
-            SET state = CASE WHEN leads.state = 'dialing' THEN 'dialing' ELSE 'scheduled' END,
+            SET state = CASE WHEN leads.state = 'dialing' AND NOT $9 THEN 'dialing' ELSE 'scheduled' END,
+                claimed_by = CASE WHEN $9 THEN NULL ELSE leads.claimed_by END,
                 priority = $6, next_attempt_at = $7, callback_agent_id = $8
             RETURNING id
             """,
@@ -347,6 +350,7 @@ async def schedule_callback(
             CALLBACK_PRIORITY,
             at,
             agent_id,
+            ends_call,
         )
         await audit.record(
             conn,

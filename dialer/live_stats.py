@@ -20,12 +20,12 @@ import asyncpg
 
 from core.bus import EventBus
 from core.clock import Clock
+from dialer.attempts import CALLS_TOPIC
 from dialer.compliance import profile
 from dialer.stats import CampaignStats, Tally, rebuild, tallies_for_attempt
 
 log = logging.getLogger(__name__)
 
-CALLS_TOPIC = "calls"
 
 _LEDGER = """
 SELECT a.campaign_id, date_trunc('minute', a.started_at) AS bucket, a.outcome, a.amd_result,
@@ -108,7 +108,15 @@ class LiveStats:
                 )
 
     async def apply(self, event: dict[str, Any]) -> None:
-        if event.get("type") != "call.ended" or event.get("campaign_id") is None:
+        if event.get("campaign_id") is None:
+            return
+        if event.get("type") == "call.disposition":
+            if event.get("promise"):
+                async with self.pool.acquire() as conn:
+                    stats = await self._stats_for(conn, int(event["campaign_id"]))
+                stats.add(Tally.PROMISE, datetime.fromisoformat(event["at"]))
+            return
+        if event.get("type") != "call.ended":
             return
         if event.get("attempt_key") in self._rebuilt_keys:
             self._rebuilt_keys.discard(event["attempt_key"])

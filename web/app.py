@@ -16,7 +16,7 @@ from core import db
 from core.bus import EventBus, InProcessBus
 from core.clock import Clock, SystemClock
 from core.settings import Settings
-from web import api_agents, api_campaigns, auth, ws
+from web import api_agents, api_calls, api_campaigns, api_cases, auth, ws
 from web.errors import error_middleware
 from web.keys import BUS, CLOCK, DATABASE_URL, POOL, SETTINGS
 
@@ -84,4 +84,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     ws.setup(app)
     api_agents.setup(app)
     api_campaigns.setup(app)
+    api_cases.setup(app)
+    api_calls.setup(app)
     return app

@@ -12,9 +12,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from core.activity import ActivityError
+from core.cases import CaseError, CaseNotFound
+from core.debtors import DebtorError
 from core.identity import PermissionDenied
 from core.settings import SettingsError
 from core.users import UserError
+from crm_bridge.store import FilterError
+from crm_bridge.workflow import WorkflowError
+from dialer.agents import AgentStateError
+from dialer.campaigns import CampaignError
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +30,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # (exception type, HTTP status, error code). First match wins; later issues append.
 ERROR_MAP: list[tuple[type[Exception], int, str]] = [
     (PermissionDenied, 403, "forbidden"),
+    (CaseNotFound, 404, "not_found"),
+    (WorkflowError, 409, "status_not_allowed"),
+    (AgentStateError, 409, "invalid_state_change"),
     (UserError, 400, "invalid_user"),
     (SettingsError, 400, "invalid_settings"),
+    (CaseError, 400, "invalid_case_change"),
+    (DebtorError, 400, "invalid_debtor"),
+    (ActivityError, 400, "invalid_activity"),
+    (FilterError, 400, "invalid_filter"),
+    (CampaignError, 400, "invalid_campaign"),
 ]
 
 

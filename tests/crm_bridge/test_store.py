@@ -1,0 +1,100 @@
+from datetime import UTC, date, datetime
+
+import pytest
+
+from core import cases, users
+from core.identity import SYSTEM, PermissionDenied, Role
+from crm_bridge.store import (
+    FilterError,
+    delete_filter,
+    list_filters,
+    parse_filter,
+    save_filter,
+    search,
+)
+from tests.support.factories import new_case
+
+TODAY = date(2026, 11, 24)
+NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
+
+
+async def refs(conn, actor, team, **raw) -> list[str]:
+    page = await search(conn, actor, team, parse_filter(raw), TODAY)
+    return sorted(item["reference"] for item in page.items)
+
+
+async def test_predicates(conn):
+    await new_case(conn, reference="A", capital="100.00", last_name="Rossi")
+    b = await new_case(
+        conn,
+        reference="B",
+        capital="5000.00",
+        last_name="Bianchi",
+        birth_date=date(1970, 11, 24),
+        phones=("+393339998877",),
+    )
+    c = await new_case(conn, reference="C", capital="900.00", last_name="Verdi")
+    await cases.add_promise(conn, SYSTEM, c, "50", date(2026, 11, 25), date(2026, 11, 20), NOW)
+    assert await refs(conn, SYSTEM, None, balance_min="1000") == ["B"]
+    assert await refs(conn, SYSTEM, None, birthday_today=True) == ["B"]
+    assert await refs(conn, SYSTEM, None, promises_overdue=True) == []
+    page = await search(
+        conn, SYSTEM, None, parse_filter({"promises_overdue": True}), date(2026, 11, 26)
+    )
+    assert [i["reference"] for i in page.items] == ["C"]
+    assert await refs(conn, SYSTEM, None, text="bianchi") == ["B"]
+    assert await refs(conn, SYSTEM, None, text="9998877") == ["B"]
+    assert await refs(conn, SYSTEM, None, text="verdi@example.org") == ["C"]
+    assert await refs(conn, SYSTEM, None, text="100%_") == []  # wildcards are literal
+    assert await refs(conn, SYSTEM, None, statuses=["new"]) == ["A", "B", "C"]
+    assert b
+
+
+async def test_pages_by_balance_with_a_cursor(conn):
+    for n in range(7):
+        await new_case(conn, reference=f"R{n}", capital=f"{100 * (n + 1)}.00")
+    f = parse_filter({"sort": "balance"})
+    seen = []
+    page = await search(conn, SYSTEM, None, f, TODAY, limit=3)
+    while True:
+        seen += [i["reference"] for i in page.items]
+        if page.next_cursor is None:
+            break
+        page = await search(conn, SYSTEM, None, f, TODAY, limit=3, cursor=page.next_cursor)
+    assert seen == [f"R{n}" for n in range(6, -1, -1)]
+
+
+async def test_agents_see_their_own_and_their_teams_cases_only(conn):
+    team = await users.ensure_team(conn, "North")
+    anna = await users.create_user(conn, SYSTEM, "anna", "password1", Role.AGENT, team_id=team)
+    mine = await new_case(conn, reference="MINE")
+    ours = await new_case(conn, reference="OURS")
+    await new_case(conn, reference="OTHER")
+    await cases.assign_case(conn, SYSTEM, mine, anna.id)
+    await cases.assign_case(conn, SYSTEM, ours, None, team)
+    assert await refs(conn, anna.actor, team) == ["MINE", "OURS"]
+    assert len(await refs(conn, SYSTEM, None)) == 3
+
+
+def test_filters_are_validated():
+    with pytest.raises(FilterError, match="unknown filter keys: drop_table"):
+        parse_filter({"drop_table": "cases"})
+    with pytest.raises(FilterError, match="balance_min"):
+        parse_filter({"balance_min": "lots"})
+    with pytest.raises(FilterError, match="sort"):
+        parse_filter({"sort": "random"})
+
+
+async def test_saved_filters_private_or_shared(conn):
+    anna = await users.create_user(conn, SYSTEM, "anna", "password1", Role.AGENT)
+    boss = await users.create_user(conn, SYSTEM, "boss", "password1", Role.SUPERVISOR)
+    mine = await save_filter(conn, anna.actor, "big ones", {"balance_min": "1000"})
+    with pytest.raises(PermissionDenied):
+        await save_filter(conn, anna.actor, "for all", {"statuses": ["new"]}, shared=True)
+    await save_filter(conn, boss.actor, "birthdays", {"birthday_today": True}, shared=True)
+    assert [f.name for f in await list_filters(conn, anna.actor)] == ["big ones", "birthdays"]
+    assert [f.name for f in await list_filters(conn, boss.actor)] == ["birthdays"]
+    with pytest.raises(PermissionDenied):
+        await delete_filter(conn, boss.actor, mine.id)
+    await delete_filter(conn, anna.actor, mine.id)
+    assert [f.name for f in await list_filters(conn, anna.actor)] == ["birthdays"]

@@ -1,0 +1,122 @@
+"""The agent's disposition of a connected call, applied in one transaction.
+
+It spans the case (status through its workflow, promise, note), the dialer (the lead's
+next step: done, a callback, or the next phone after a wrong number) and the attempt
+ledger, so it lives here in the composition layer rather than in either package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from core import cases
+from core.activity import Activity
+from core.bus import EventBus
+from core.identity import Actor, PermissionDenied, Role
+from crm_bridge.workflow import change_status, workflow_of_case
+from dialer.attempts import CALLS_TOPIC
+from dialer.campaigns import get_campaign
+from dialer.leads import finish_attempt, schedule_callback
+from dialer.retry import AttemptOutcome
+
+
+class DispositionError(ValueError):
+    """The disposition cannot be applied; the message says why."""
+
+
+@dataclass(frozen=True)
+class Disposition:
+    status: str
+    note: str | None = None
+    promise_amount: Any = None
+    promise_due: date | None = None
+    callback_at: datetime | None = None
+    callback_personal: bool = True
+    wrong_number: bool = False
+
+
+@dataclass(frozen=True)
+class Applied:
+    case_id: int
+    agent_id: int | None
+    activities: list[Activity]
+    promise_id: int | None
+
+
+async def apply_disposition(
+    pool: asyncpg.Pool,
+    bus: EventBus,
+    actor: Actor,
+    attempt_key: str,
+    d: Disposition,
+    now: datetime,
+    default_zones: tuple[str, ...],
+) -> Applied:
+    activities: list[Activity] = []
+    promise_id = None
+    async with pool.acquire() as conn, conn.transaction():
+        call = await conn.fetchrow(
+            "SELECT campaign_id, lead_id, case_id, agent_id, disposition, connected_at "
+            "FROM call_attempts WHERE attempt_key = $1 FOR UPDATE",
+            attempt_key,
+        )
+        if call is None or call["case_id"] is None:
+            raise DispositionError(f"no call {attempt_key}")
+        if call["agent_id"] != actor.user_id and not actor.role.at_least(Role.SUPERVISOR):
+            raise PermissionDenied("only the agent who took the call records its disposition")
+        if call["disposition"] is not None:
+            raise DispositionError("this call already has a disposition")
+        case_id = call["case_id"]
+        _, current = await workflow_of_case(conn, case_id)
+        if d.status != current:
+            activities.append(await change_status(conn, pool, actor, case_id, d.status, now))
+        if d.promise_amount not in (None, ""):
+            if d.promise_due is None:
+                raise DispositionError("a promise needs its due date")
+            promise, act = await cases.add_promise(
+                conn, actor, case_id, d.promise_amount, d.promise_due, now.date(), now
+            )
+            promise_id = promise.id
+            activities.append(act)
+        if d.note and d.note.strip():
+            activities.append(await cases.add_note(conn, actor, case_id, d.note, now))
+        campaign = None
+        if call["campaign_id"] is not None:
+            campaign = await get_campaign(conn, call["campaign_id"])
+        if campaign is not None and call["lead_id"] is not None:
+            if d.callback_at is not None:
+                if d.callback_at <= now:
+                    raise DispositionError("a callback must be in the future")
+                await schedule_callback(
+                    conn, actor, campaign, case_id, d.callback_at,
+                    call["agent_id"] if d.callback_personal else None, default_zones,
+                    ends_call=True,
+                )  # fmt: skip
+            else:
+                outcome = (
+                    AttemptOutcome.WRONG_NUMBER if d.wrong_number else AttemptOutcome.CONNECTED
+                )
+                await finish_attempt(conn, campaign, call["lead_id"], outcome, now, default_zones)
+        await conn.execute(
+            "UPDATE call_attempts SET disposition = $2, promise_id = $3 WHERE attempt_key = $1",
+            attempt_key,
+            d.status,
+            promise_id,
+        )
+    await bus.publish(
+        CALLS_TOPIC,
+        {
+            "type": "call.disposition",
+            "attempt_key": attempt_key,
+            "campaign_id": call["campaign_id"],
+            "case_id": case_id,
+            "status": d.status,
+            "promise": promise_id is not None,
+            "at": now.isoformat(),
+        },
+    )
+    return Applied(case_id, call["agent_id"], activities, promise_id)
