@@ -14,7 +14,7 @@ import asyncpg
 
 from core import audit
 from core.identity import Actor, Role
-from core.phones import InvalidPhoneNumber, time_zones, to_e164
+from core.phones import InvalidPhoneNumber, normalize
 
 PHONE_KINDS = ("mobile", "landline", "work", "voip", "other", "unknown")
 CONSENTS = ("unknown", "granted", "revoked")
@@ -64,10 +64,9 @@ def normalize_phone(phone: PhoneInput, region: str) -> tuple[str, tuple[str, ...
     if phone.consent not in CONSENTS:
         raise DebtorError(f"phone consent must be one of {', '.join(CONSENTS)}")
     try:
-        e164 = to_e164(phone.number, region)
+        return normalize(phone.number, region)
     except InvalidPhoneNumber as exc:
         raise DebtorError(f"phone {phone.number!r}: {exc}") from None
-    return e164, time_zones(e164)
 
 
 async def create_debtor(

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.settings import SettingsError, load_settings
-from web.cli import admin, server, stats
+from web.cli import admin, portfolio, server, stats
 
 # Modules contributing subcommands; later features add theirs here.
-COMMAND_MODULES = [server, admin, stats]
+COMMAND_MODULES = [server, admin, portfolio, stats]
 
 
 class CommandError(Exception):

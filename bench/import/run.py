@@ -1,0 +1,125 @@
+"""Import of 1,000,000 case rows with 2 phones each from CSV (target: < 60 s, < 1 GiB).
+
+Generates the file (not committed), starts a private PostgreSQL cluster (fsync on, as
+an embedded install runs), imports through `import_portfolio` as `pratica import` does,
+and reports wall time, rows/s and peak memory of this process and its workers.
+
+    .venv/bin/python -m bench.import.run [--rows N] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from core import db
+from core.embedded_pg import EmbeddedPostgres, free_port
+from core.identity import SYSTEM
+from core.settings import load_settings
+from crm_bridge.importer import import_portfolio
+from crm_bridge.mapping import load_mapping
+
+MAPPING = """
+[source]
+delimiter = ";"
+default_region = "IT"
+date_format = "%d/%m/%Y"
+decimal = ","
+
+[target]
+creditor = "BENCH"
+portfolio = "P1"
+
+[fields]
+reference = "Pratica"
+last_name = "Cognome"
+first_name = "Nome"
+tax_code = "CF"
+birth_date = "Nascita"
+capital = "Capitale"
+interest = "Interessi"
+due_date = "Scadenza"
+address_line1 = "Indirizzo"
+postal_code = "CAP"
+city = "Citta"
+phones = [{ column = "Cellulare", kind = "mobile" }, { column = "Telefono", kind = "landline" }]
+emails = ["Email"]
+"""
+
+SURNAMES = ["Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci"]
+NAMES = ["Mario", "Luca", "Giulia", "Francesca", "Marco", "Anna", "Paolo", "Sara"]
+AREAS = ["02", "06", "011", "051", "055", "081", "091", "010"]
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as f:
+        f.write(
+            "Pratica;Cognome;Nome;CF;Nascita;Capitale;Interessi;Scadenza;Indirizzo;CAP;Citta;"
+            "Cellulare;Telefono;Email\n"
+        )
+        for n in range(rows):
+            surname, name = rng.choice(SURNAMES), rng.choice(NAMES)
+            capital = rng.randint(10_000, 5_000_000)
+            f.write(
+                f"R{n:08d};{surname};{name};;{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/"
+                f"{rng.randint(1940, 2000)};{capital // 100:,}".replace(",", ".")
+                + f",{capital % 100:02d};{rng.randint(0, 9999)},00;31/12/2025;Via Roma {n % 300};"
+                f"{rng.randint(10000, 99999)};Roma;3{rng.randint(20, 49)} {rng.randint(1000000, 9999999)};"
+                f"{rng.choice(AREAS)} {rng.randint(100000, 9999999)};u{n}@example.org\n"
+            )
+
+
+async def run(url: str, data: Path, mapping_path: Path, workers: int) -> None:
+    conn = await db.connect(url)
+    await db.migrate(conn)
+    await conn.close()
+    pool = await db.create_pool(url, 1, 4)
+    mapping = load_mapping(mapping_path)
+    started = time.perf_counter()
+    result = await import_portfolio(pool, SYSTEM, data, mapping, workers=workers)
+    took = time.perf_counter() - started
+    async with pool.acquire() as c:
+        phones = await c.fetchval("SELECT count(*) FROM phones")
+        cases = await c.fetchval("SELECT count(*) FROM cases")
+    await pool.close()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"rows {result.rows:,}  imported {result.imported:,}  rejected {result.rejected}")
+    print(f"cases {cases:,}  phones {phones:,}")
+    print(f"wall {took:.1f} s  ({result.rows / took:,.0f} rows/s)")
+    print(f"peak RSS: importer {own:.0f} MiB, largest worker {children:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    settings = load_settings(environ={})
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        data, mapping = tmpdir / "portfolio.csv", tmpdir / "mapping.toml"
+        t0 = time.perf_counter()
+        generate(data, args.rows)
+        mapping.write_text(MAPPING)
+        print(
+            f"generated {args.rows:,} rows ({data.stat().st_size / 2**20:.0f} MiB) "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+        server = EmbeddedPostgres(tmpdir / "pg", free_port())
+        server.start()
+        try:
+            asyncio.run(run(server.url, data, mapping, args.workers))
+        finally:
+            server.stop()
+    assert settings
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,533 @@
+"""Portfolio import: a creditor's CSV, XLSX or ZIP of them into cases, in one transaction.
+
+Rows are read as a stream, validated in worker processes (phone normalization is the
+costly part), and copied into a temporary staging table; set-based statements then
+create or update debtors, cases, debts, phones, emails and addresses. Re-importing a
+file is idempotent: cases are keyed by (creditor, the creditor's case reference), debts
+by (case, debt reference), phones by (debtor, number). A file with any bad row imports
+nothing unless `accept_valid` is set, in which case the valid rows are imported and every
+rejected row is written, with its line and reasons, to a rejects file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import os
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import asyncpg
+
+from core import audit
+from core.identity import Actor, Role
+from crm_bridge.import_rows import STAGE_FIELDS, RowError, validate_chunk
+from crm_bridge.mapping import MappingError, PortfolioMapping
+
+CHUNK = 2000
+MAX_KEPT_ERRORS = 10_000
+_SUFFIXES = (".csv", ".txt", ".xlsx")
+
+Progress = Callable[[int, float], None]  # rows read, fraction of input read (0..1)
+
+
+class ImportError_(ValueError):
+    """The file cannot be imported at all (unreadable, wrong columns); no row is written."""
+
+
+@dataclass
+class ImportResult:
+    file_name: str
+    sha256: str
+    rows: int = 0
+    imported: int = 0
+    rejected: int = 0
+    cases_created: int = 0
+    cases_updated: int = 0
+    errors: list[RowError] = field(default_factory=list)  # the first MAX_KEPT_ERRORS
+    committed: bool = False
+    batch_id: int | None = None
+    rejects_path: Path | None = None
+
+
+class ImportRejected(Exception):
+    """The file has bad rows and `accept_valid` was not given: nothing was imported."""
+
+    def __init__(self, result: ImportResult):
+        super().__init__(f"{result.rejected} of {result.rows} rows are invalid; nothing imported")
+        self.result = result
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+class _Counting(io.RawIOBase):
+    """A binary stream that counts the bytes read through it (for the progress bar)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+@dataclass
+class Source:
+    name: str
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+    fraction: Callable[[], float]
+
+
+def _csv_source(name: str, raw: IO[bytes], size: int, mapping: PortfolioMapping) -> Source:
+    counting = _Counting(raw)
+    buffered = io.BufferedReader(counting, 1 << 16)
+    delimiter = mapping.delimiter
+    if delimiter is None:
+        # Sniff on a peek at the first block, without consuming it.
+        sample = buffered.peek(1 << 16)[: 1 << 16].decode(mapping.encoding, errors="ignore")
+        try:
+            delimiter = csv.Sniffer().sniff(sample, delimiters=";,\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    text = io.TextIOWrapper(buffered, encoding=mapping.encoding, newline="")
+    reader = csv.reader(text, delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ImportError_(f"{name}: the file is empty") from None
+    except UnicodeDecodeError:
+        raise ImportError_(
+            f"{name}: not {mapping.encoding} text; set source.encoding in the mapping"
+        ) from None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        try:
+            for cells in reader:
+                if any(c.strip() for c in cells):
+                    yield reader.line_num, cells
+        except UnicodeDecodeError as exc:
+            raise ImportError_(
+                f"{name}: not {mapping.encoding} text near line {reader.line_num}: {exc}"
+            ) from None
+        except csv.Error as exc:
+            raise ImportError_(
+                f"{name}: malformed CSV near line {reader.line_num}: {exc}"
+            ) from None
+
+    return Source(name, header, rows(), lambda: counting.count / size if size else 1.0)
+
+
+def _xlsx_source(name: str, raw: IO[bytes], mapping: PortfolioMapping) -> Source:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(raw, read_only=True, data_only=True)
+    except Exception as exc:
+        raise ImportError_(f"{name}: not a readable XLSX workbook ({exc})") from None
+    if mapping.sheet is not None and mapping.sheet not in workbook.sheetnames:
+        raise ImportError_(
+            f"{name}: no sheet {mapping.sheet!r}; sheets: {', '.join(workbook.sheetnames)}"
+        )
+    sheet = workbook[mapping.sheet] if mapping.sheet else workbook.worksheets[0]
+    total = sheet.max_row or 1
+    it = sheet.iter_rows(values_only=True)
+    try:
+        header = [str(h).strip() if h is not None else "" for h in next(it)]
+    except StopIteration:
+        raise ImportError_(f"{name}: the sheet is empty") from None
+    state = {"line": 1}
+
+    def text(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, datetime):
+            return value.date().isoformat()
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            number = str(Decimal(repr(value)))
+            return number.replace(".", ",") if mapping.decimal == "," else number
+        return str(value)
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        for values in it:
+            state["line"] += 1
+            cells = [text(v) for v in values]
+            if any(c.strip() for c in cells):
+                yield state["line"], cells
+
+    return Source(name, header, rows(), lambda: state["line"] / total)
+
+
+def open_sources(path: Path, mapping: PortfolioMapping) -> Iterator[Source]:
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [
+                m
+                for m in archive.infolist()
+                if m.filename.lower().endswith(_SUFFIXES) and not m.is_dir()
+            ]
+            if not members:
+                raise ImportError_(f"{path.name}: no CSV or XLSX file inside")
+            for member in sorted(members, key=lambda m: m.filename):
+                with archive.open(member) as raw:
+                    if member.filename.lower().endswith(".xlsx"):
+                        yield _xlsx_source(member.filename, io.BytesIO(raw.read()), mapping)
+                    else:
+                        yield _csv_source(member.filename, raw, member.file_size, mapping)
+        return
+    if suffix == ".xlsx":
+        with path.open("rb") as raw:
+            yield _xlsx_source(path.name, raw, mapping)
+        return
+    with path.open("rb") as raw:
+        yield _csv_source(path.name, raw, path.stat().st_size, mapping)
+
+
+# --- staging and applying -------------------------------------------------------------------
+
+_STAGE_TYPES = {
+    "line": "integer", "birth_date": "date", "due_date": "date", "capital": "numeric(14,2)",
+    "interest": "numeric(14,2)", "fees": "numeric(14,2)", "costs": "numeric(14,2)",
+    "phones": "text[]", "phone_kinds": "text[]", "phone_zones": "text[]", "emails": "text[]",
+}  # fmt: skip
+
+_APPLY = [
+    # Creditors and portfolios named in the file (the mapping may fix them).
+    """INSERT INTO creditors (code, name)
+       SELECT DISTINCT creditor_code, creditor_code FROM import_stage ON CONFLICT (code) DO NOTHING""",
+    """INSERT INTO portfolios (creditor_id, code, name)
+       SELECT DISTINCT cr.id, s.portfolio_code, s.portfolio_code FROM import_stage s
+       JOIN creditors cr ON cr.code = s.creditor_code ON CONFLICT (creditor_id, code) DO NOTHING""",
+    """UPDATE import_stage s SET creditor_id = cr.id, portfolio_id = p.id
+       FROM creditors cr, portfolios p
+       WHERE cr.code = s.creditor_code AND p.creditor_id = cr.id AND p.code = s.portfolio_code""",
+    # Cases already known keep their debtor; new ones get fresh ids. New rows take the
+    # plain INSERT path below (nothing can conflict), known ones are updated.
+    """UPDATE import_stage s SET case_id = c.id, debtor_id = c.debtor_id, is_new = false
+       FROM cases c WHERE c.creditor_id = s.creditor_id AND c.reference = s.reference""",
+    """UPDATE import_stage SET case_id = nextval('cases_id_seq'), debtor_id = nextval('debtors_id_seq'),
+       is_new = true WHERE case_id IS NULL""",
+    """INSERT INTO debtors (id, kind, first_name, last_name, company_name, tax_code, birth_date, language)
+       SELECT debtor_id, kind, first_name, last_name, company_name, tax_code, birth_date, language
+       FROM import_stage WHERE is_new""",
+    """UPDATE debtors d SET kind = s.kind, first_name = s.first_name, last_name = s.last_name,
+           company_name = s.company_name, tax_code = COALESCE(s.tax_code, d.tax_code),
+           birth_date = COALESCE(s.birth_date, d.birth_date),
+           language = COALESCE(s.language, d.language), updated_at = now()
+       FROM import_stage s WHERE d.id = s.debtor_id AND NOT s.is_new""",
+    """INSERT INTO cases (id, creditor_id, portfolio_id, debtor_id, reference, currency, total_due)
+       SELECT case_id, creditor_id, portfolio_id, debtor_id, reference, COALESCE(currency, $1),
+              COALESCE(capital, 0) + COALESCE(interest, 0) + COALESCE(fees, 0) + COALESCE(costs, 0)
+       FROM import_stage WHERE is_new""",
+    # One debt per row, keyed by its reference (the case reference when the file has none).
+    """INSERT INTO debts (case_id, reference, description, capital, interest, fees, costs, due_date)
+       SELECT case_id, COALESCE(debt_reference, reference), description, COALESCE(capital, 0),
+              COALESCE(interest, 0), COALESCE(fees, 0), COALESCE(costs, 0), due_date
+       FROM import_stage
+       WHERE is_new AND (capital IS NOT NULL OR interest IS NOT NULL OR fees IS NOT NULL
+                         OR costs IS NOT NULL)""",
+    """INSERT INTO debts (case_id, reference, description, capital, interest, fees, costs, due_date)
+       SELECT case_id, COALESCE(debt_reference, reference), description, COALESCE(capital, 0),
+              COALESCE(interest, 0), COALESCE(fees, 0), COALESCE(costs, 0), due_date
+       FROM import_stage
+       WHERE NOT is_new AND (capital IS NOT NULL OR interest IS NOT NULL OR fees IS NOT NULL
+                             OR costs IS NOT NULL)
+       ON CONFLICT (case_id, reference) WHERE reference IS NOT NULL DO UPDATE
+       SET description = EXCLUDED.description, capital = EXCLUDED.capital,
+           interest = EXCLUDED.interest, fees = EXCLUDED.fees, costs = EXCLUDED.costs,
+           due_date = EXCLUDED.due_date""",
+    """UPDATE cases c SET currency = COALESCE(s.currency, c.currency), updated_at = now(),
+           total_due = COALESCE((SELECT sum(total) FROM debts WHERE case_id = c.id), 0)
+       FROM import_stage s WHERE c.id = s.case_id AND NOT s.is_new""",
+    # Phones: the file's numbers in its order; numbers from other sources are kept.
+    """INSERT INTO phones (debtor_id, e164, kind, source, time_zones, position)
+       SELECT s.debtor_id, p.e164, p.kind, 'import', string_to_array(p.zones, '|'), p.ord - 1
+       FROM import_stage s,
+            unnest(s.phones, s.phone_kinds, s.phone_zones) WITH ORDINALITY AS p(e164, kind, zones, ord)
+       WHERE s.is_new""",
+    """INSERT INTO phones (debtor_id, e164, kind, source, time_zones, position)
+       SELECT s.debtor_id, p.e164, p.kind, 'import', string_to_array(p.zones, '|'), p.ord - 1
+       FROM import_stage s,
+            unnest(s.phones, s.phone_kinds, s.phone_zones) WITH ORDINALITY AS p(e164, kind, zones, ord)
+       WHERE NOT s.is_new
+       ON CONFLICT (debtor_id, e164) DO UPDATE
+       SET kind = EXCLUDED.kind, time_zones = EXCLUDED.time_zones, position = EXCLUDED.position""",
+    """INSERT INTO emails (debtor_id, address)
+       SELECT s.debtor_id, e.address FROM import_stage s, unnest(s.emails) AS e(address) WHERE s.is_new""",
+    """INSERT INTO emails (debtor_id, address)
+       SELECT s.debtor_id, e.address FROM import_stage s, unnest(s.emails) AS e(address)
+       WHERE NOT s.is_new ON CONFLICT (debtor_id, lower(address)) DO NOTHING""",
+    # The file's residence address replaces the one it gave last time.
+    """DELETE FROM addresses a USING import_stage s
+       WHERE a.debtor_id = s.debtor_id AND a.kind = 'residence' AND s.address_line1 IS NOT NULL
+         AND NOT s.is_new""",
+    """INSERT INTO addresses (debtor_id, kind, line1, line2, postal_code, city, region, country)
+       SELECT debtor_id, 'residence', address_line1, address_line2, postal_code, city, region, country
+       FROM import_stage WHERE address_line1 IS NOT NULL""",
+]
+
+
+_GUARANTORS = """
+SELECT s.case_id, s.guarantor_last_name, s.guarantor_first_name, s.guarantor_phone, s.guarantor_zones,
+       (SELECT dl.debtor_id FROM debtor_links dl
+        WHERE dl.case_id = s.case_id AND dl.relation = 'guarantor' LIMIT 1) AS existing
+FROM import_stage s WHERE s.guarantor_last_name IS NOT NULL
+"""
+
+
+async def _apply_guarantors(conn: asyncpg.Connection) -> None:
+    """Guarantors are few; they are linked row by row."""
+    for g in await conn.fetch(_GUARANTORS):
+        debtor_id = g["existing"]
+        if debtor_id is None:
+            debtor_id = await conn.fetchval(
+                "INSERT INTO debtors (kind, first_name, last_name) VALUES ('person', $1, $2) RETURNING id",
+                g["guarantor_first_name"],
+                g["guarantor_last_name"],
+            )
+            await conn.execute(
+                "INSERT INTO debtor_links (case_id, debtor_id, relation) VALUES ($1, $2, 'guarantor')",
+                g["case_id"],
+                debtor_id,
+            )
+        else:
+            await conn.execute(
+                "UPDATE debtors SET first_name = $2, last_name = $3, updated_at = now() WHERE id = $1",
+                debtor_id,
+                g["guarantor_first_name"],
+                g["guarantor_last_name"],
+            )
+        if g["guarantor_phone"]:
+            await conn.execute(
+                "INSERT INTO phones (debtor_id, e164, source, time_zones) VALUES ($1, $2, 'import', "
+                "string_to_array($3, '|')) ON CONFLICT (debtor_id, e164) DO NOTHING",
+                debtor_id,
+                g["guarantor_phone"],
+                g["guarantor_zones"] or "",
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def _validated(
+    source: Source,
+    mapping: PortfolioMapping,
+    executor: Executor | None,
+    workers: int,
+) -> AsyncIterator[
+    tuple[list[tuple[Any, ...]], list[tuple[int, list[RowError]]], dict[int, list[str]]]
+]:
+    """Chunks of (good records, bad lines with errors, raw cells of the bad lines)."""
+    missing = sorted(mapping.headers() - set(source.header))
+    if missing:
+        raise ImportError_(
+            f"{source.name}: columns named in the mapping are missing: {', '.join(missing)}; "
+            f"the file has: {', '.join(h for h in source.header if h)}"
+        )
+    index = {h: i for i, h in enumerate(source.header) if h}
+    loop = asyncio.get_running_loop()
+    pending: list[tuple[asyncio.Future[Any], list[tuple[int, list[str]]]]] = []
+
+    def chunks() -> Iterator[list[tuple[int, list[str]]]]:
+        chunk: list[tuple[int, list[str]]] = []
+        for row in source.rows:
+            chunk.append(row)
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    for chunk in chunks():
+        if executor is None:
+            good, bad = validate_chunk(mapping, index, chunk)
+            yield good, bad, _raw_of(chunk, bad)
+            continue
+        pending.append(
+            (loop.run_in_executor(executor, validate_chunk, mapping, index, chunk), chunk)
+        )
+        if len(pending) >= workers * 2:
+            future, raw = pending.pop(0)
+            good, bad = await future
+            yield good, bad, _raw_of(raw, bad)
+    for future, raw in pending:
+        good, bad = await future
+        yield good, bad, _raw_of(raw, bad)
+
+
+def _raw_of(
+    chunk: Sequence[tuple[int, list[str]]], bad: Sequence[tuple[int, list[RowError]]]
+) -> dict[int, list[str]]:
+    if not bad:
+        return {}
+    lines = {line for line, _ in bad}
+    return {line: cells for line, cells in chunk if line in lines}
+
+
+async def import_portfolio(
+    pool: asyncpg.Pool,
+    actor: Actor,
+    path: Path,
+    mapping: PortfolioMapping,
+    *,
+    accept_valid: bool = False,
+    rejects_path: Path | None = None,
+    dry_run: bool = False,
+    currency: str = "EUR",
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Import `path`; raises ImportRejected (nothing written) when rows are bad and
+    `accept_valid` is false, ImportError_ when the file cannot be read at all."""
+    actor.require(Role.MANAGER, "importing portfolios")
+    if not path.exists():
+        raise ImportError_(f"file not found: {path}")
+    result = ImportResult(path.name, _sha256(path))
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    big = path.stat().st_size > 512 * 1024
+    executor: Executor | None = (
+        ProcessPoolExecutor(max_workers=workers) if big and workers > 1 else None
+    )
+    rejects: Any = None
+    rejects_file: IO[str] | None = None
+    seen_references: set[tuple[str | None, str]] = set()
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            columns = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'text')}" for name in STAGE_FIELDS)
+            await conn.execute(
+                f"CREATE TEMPORARY TABLE import_stage ({columns}, creditor_id bigint, "
+                "portfolio_id bigint, case_id bigint, debtor_id bigint, is_new boolean) ON COMMIT DROP"
+            )
+
+            async def records() -> AsyncIterator[tuple[Any, ...]]:
+                nonlocal rejects, rejects_file
+                for source in open_sources(path, mapping):
+                    async for good, bad, raw in _validated(source, mapping, executor, workers):
+                        result.rows += len(good) + len(bad)
+                        for line, errors in bad:
+                            result.rejected += 1
+                            if len(result.errors) < MAX_KEPT_ERRORS:
+                                result.errors.extend(_located(errors, source.name, path.name))
+                            if accept_valid and rejects_path is not None:
+                                if rejects is None:
+                                    rejects_file = rejects_path.open(
+                                        "w", newline="", encoding="utf-8"
+                                    )
+                                    rejects = csv.writer(rejects_file)
+                                    rejects.writerow(["source", "line", "errors", *source.header])
+                                rejects.writerow(
+                                    [
+                                        source.name,
+                                        line,
+                                        "; ".join(f"{e.column}: {e.reason}" for e in errors),
+                                        *raw[line],
+                                    ]
+                                )
+                        for record in good:
+                            key = (record[2], record[1])  # (creditor code, reference)
+                            if key in seen_references:
+                                result.rejected += 1
+                                error = RowError(
+                                    record[0],
+                                    mapping.fields["reference"].header,
+                                    f"case reference {record[1]!r} appears twice in the file",
+                                )
+                                if len(result.errors) < MAX_KEPT_ERRORS:
+                                    result.errors.extend(_located([error], source.name, path.name))
+                                continue
+                            seen_references.add(key)
+                            result.imported += 1
+                            yield record
+                        if progress is not None:
+                            progress(result.rows, source.fraction())
+
+            await conn.copy_records_to_table(
+                "import_stage", records=records(), columns=list(STAGE_FIELDS)
+            )
+            if result.rejected and not accept_valid:
+                result.imported = 0
+                raise ImportRejected(result)
+            if dry_run:
+                raise _DryRun()
+            for statement in _APPLY:
+                if "$1" in statement:
+                    await conn.execute(statement, currency)
+                else:
+                    await conn.execute(statement)
+            await _apply_guarantors(conn)
+            counts = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE is_new) AS created, count(*) FILTER (WHERE NOT is_new) AS updated "
+                "FROM import_stage"
+            )
+            result.cases_created, result.cases_updated = counts["created"], counts["updated"]
+            result.batch_id = await conn.fetchval(
+                "INSERT INTO import_batches (file_name, sha256, rows_total, rows_imported, rows_rejected, "
+                "cases_created, cases_updated, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                result.file_name,
+                result.sha256,
+                result.rows,
+                result.imported,
+                result.rejected,
+                result.cases_created,
+                result.cases_updated,
+                actor.label,
+            )
+            await audit.record(
+                conn, actor, "portfolio.import", "import_batch", result.batch_id,
+                after={"file": result.file_name, "sha256": result.sha256, "rows": result.rows,
+                       "imported": result.imported, "rejected": result.rejected,
+                       "created": result.cases_created, "updated": result.cases_updated},
+            )  # fmt: skip
+        result.committed = True
+    except _DryRun:
+        pass
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+        if rejects_file is not None:
+            rejects_file.close()
+            result.rejects_path = rejects_path
+    return result
+
+
+class _DryRun(Exception):
+    """Rolls the import back after validation and staging."""
+
+
+def _located(errors: Sequence[RowError], source: str, file_name: str) -> list[RowError]:
+    if source == file_name:
+        return list(errors)
+    return [RowError(e.line, f"{source}: {e.column}", e.reason) for e in errors]
+
+
+__all__ = [
+    "ImportError_",
+    "ImportRejected",
+    "ImportResult",
+    "MappingError",
+    "import_portfolio",
+]
