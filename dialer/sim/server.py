@@ -131,6 +131,19 @@ class AmiSimulator:
         finally:
             self.sessions.discard(session)
             self.pbx.listeners[:] = [x for x in self.pbx.listeners if x != session.on_event]
+            self.update_interest()
+
+    def update_interest(self) -> None:
+        """Mute the event classes that no logged-in session receives."""
+        wanted: set[str] = set()
+        for session in self.sessions:
+            if not session.authenticated:
+                continue
+            if session.events is None:
+                self.pbx.muted = frozenset()
+                return
+            wanted |= session.events
+        self.pbx.muted = frozenset({"call", "dialplan", "user", "system", "agent"} - wanted)
 
 
 class AmiSession:
@@ -250,6 +263,7 @@ class AmiSession:
             return
         if name == "events":
             self.events = _event_mask(action.get("EventMask"))
+            self.sim.update_interest()
             state = "Off" if self.events == frozenset() else "On"
             self.send(response(action, "Success", ("Events", state)))
             return
@@ -292,6 +306,7 @@ class AmiSession:
         if self.events is None or "system" in self.events:
             self.send(booted)
         self.sim.pbx.listeners.append(self.on_event)
+        self.sim.update_interest()
 
     def _security_event(self, event: str, severity: str, *extra: tuple[str, str]) -> AmiMessage:
         return AmiMessage((("Event", event), ("Privilege", "security,all"),

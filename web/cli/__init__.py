@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.settings import SettingsError, load_settings
-from web.cli import admin, server
+from web.cli import admin, server, sim_pbx
 
 # Modules contributing subcommands; later features add theirs here.
-COMMAND_MODULES = [server, admin]
+COMMAND_MODULES = [server, admin, sim_pbx]
 
 
 class CommandError(Exception):
