@@ -18,19 +18,44 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from panoramisk import Manager
 from panoramisk.actions import Action
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from dialer.ami_codec import AmiDecoder, AmiMessage, encode_message
-from dialer.ami_events import ATTEMPT_VARIABLE, AmiEvent, CoreShowChannel, parse_event
-from dialer.call_state import channel_ids
+from dialer.ami_api import (
+    AmiActionFailed,
+    AmiAuthenticationError,
+    AmiDisconnected,
+    AmiError,
+    AmiTimeout,
+    ConnectionLost,
+    HealthStatus,
+    OriginateRequest,
+    ReceivedEvent,
+    Reconnected,
+    StreamItem,
+)
+from dialer.ami_codec import AmiMessage, encode_message
+from dialer.ami_events import CoreShowChannel, parse_event
+from dialer.ami_protocol import PraticaProtocol
+
+__all__ = [
+    "AmiActionFailed",
+    "AmiAuthenticationError",
+    "AmiClient",
+    "AmiDisconnected",
+    "AmiError",
+    "AmiTimeout",
+    "ConnectionLost",
+    "HealthStatus",
+    "OriginateRequest",
+    "ReceivedEvent",
+    "Reconnected",
+    "StreamItem",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,138 +75,17 @@ ACTIONS = (
 )
 
 
-class HealthStatus(Enum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    UP = "up"
-    UNRESPONSIVE = "unresponsive"  # ping timed out; the link is being reset
-    AUTH_FAILED = "auth_failed"  # wrong username/secret: not retried
-    CLOSED = "closed"
-
-
-class AmiError(Exception):
-    """Base of the AMI client's errors."""
-
-
-class AmiAuthenticationError(AmiError):
-    pass
-
-
-class AmiDisconnected(AmiError):
-    """The link is down (or dropped while waiting): the action's effect is unknown."""
-
-
-class AmiTimeout(AmiError):
-    pass
-
-
-class AmiActionFailed(AmiError):
-    """Asterisk answered `Response: Error`."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedEvent:
-    message: AmiMessage
-    event: AmiEvent | None  # None for events the dialer does not type
-    received_at: float  # loop time when its bytes were decoded
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLost:
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnected:
-    """Logged in again; `snapshot` is CoreShowChannels taken right after login."""
-
-    snapshot: tuple[CoreShowChannel, ...]
-    at: float
-
-
-StreamItem = ReceivedEvent | ConnectionLost | Reconnected
-
-
-@dataclass(frozen=True, slots=True)
-class OriginateRequest:
-    attempt_id: str
-    channel: str  # dial string, e.g. PJSIP/393331234567@carrier
-    context: str
-    exten: str = "s"
-    priority: int = 1
-    timeout: float = 30.0  # seconds of ringing before giving up
-    caller_id: str = ""
-    variables: Mapping[str, str] = field(default_factory=dict)
-    # Set for legs that are not call attempts (an agent's nailed-up leg): used as the
-    # ChannelId, and no ATTEMPT variable is set.
-    channel_id: str = ""
-
-    def headers(self, action_id: str) -> list[tuple[str, str]]:
-        if self.channel_id:
-            channel_id, other_id = self.channel_id, self.channel_id + "-2"
-        else:
-            channel_id, other_id = channel_ids(self.attempt_id)
-        out = [
-            ("Action", "Originate"),
-            ("ActionID", action_id),
-            ("Channel", self.channel),
-            ("Context", self.context),
-            ("Exten", self.exten),
-            ("Priority", str(self.priority)),
-            # Without Async panoramisk 1.4 raises KeyError('async') and drops the link.
-            ("Async", "true"),
-            ("Timeout", str(int(self.timeout * 1000))),
-            ("ChannelId", channel_id),
-            ("OtherChannelId", other_id),
-        ]
-        if not self.channel_id:
-            out.append(("Variable", f"{ATTEMPT_VARIABLE}={self.attempt_id}"))
-        if self.caller_id:
-            out.append(("CallerID", self.caller_id))
-        out += [("Variable", f"{k}={v}") for k, v in self.variables.items()]
-        return out
-
-
-class PraticaProtocol(AMIProtocol):
-    """panoramisk's protocol with our decoder and an in-order event sink."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.decoder = AmiDecoder(expect_banner=True)
-
-    def data_received(self, data: bytes) -> None:
-        reported = self.decoder.stats.oversized_lines + self.decoder.stats.garbage_lines
-        messages = self.decoder.feed(data)
-        stats = self.decoder.stats
-        if stats.oversized_lines + stats.garbage_lines != reported:
-            log.warning("AMI input problem: %s", stats.last_error)
-        if getattr(self, "version", None) is None and self.decoder.banner:
-            self.version = self.decoder.banner.partition("/")[2]
-        for ami in messages:
-            message = _to_panoramisk(ami)
-            factory = self.factory
-            if ami.event and (not ami.action_id or ami.event == "OriginateResponse"):
-                factory.pratica_sink(ami)
-            self.handle_message(message)
-
-
-def _to_panoramisk(ami: AmiMessage) -> Message:
-    headers: dict[str, Any] = {}
-    for key, value in ami.headers:
-        if key in headers:
-            previous = headers[key]
-            headers[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            headers[key] = value
-    message = Message(headers)
-    message.ami = ami
-    return message
-
-
 class _Manager(Manager):
     """Stops panoramisk from reconnecting once we decided to stop."""
 
     stopped = False
+
+    last_connect_error = ""
+
+    def connection_made(self, f: Any) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            self.last_connect_error = str(f.exception())
+        super().connection_made(f)
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
         if self.stopped:
@@ -266,7 +170,8 @@ class AmiClient:
                 asyncio.shield(self._login_waiter), timeout or self.action_timeout * 2
             )
         except TimeoutError:
-            self.last_error = f"no AMI login within the timeout at {self.host}:{self.port}"
+            reason = self._manager.last_connect_error or "no reply to Login"
+            self.last_error = f"no AMI login at {self.host}:{self.port} in time: {reason}"
             log.error("%s", self.last_error)
             await self.close()
             raise AmiTimeout(self.last_error) from None
