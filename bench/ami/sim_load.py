@@ -128,7 +128,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             decision_latency.append(decision.latency)
             if isinstance(notice, LiveAnswer):
                 if ready:
-                    spawn(connect(notice.attempt_id, ready.popleft(), loop.time() - decision.latency))
+                    spawn(
+                        connect(notice.attempt_id, ready.popleft(), loop.time() - decision.latency)
+                    )
                 else:
                     waiting[notice.attempt_id] = loop.time()
                     spawn(abandon_later(notice.attempt_id))

@@ -68,8 +68,9 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         username=args.username or ami.username,
         secret=args.secret or ami.secret or DEFAULT_SECRET,
         time_scale=args.time_scale,
-        start=today.replace(hour=int(args.start_hour) % 24,
-                            minute=int(args.start_hour % 1 * 60)),  # fmt: skip
+        start=today.replace(
+            hour=int(args.start_hour) % 24, minute=int(args.start_hour % 1 * 60)
+        ),  # fmt: skip
         seed=args.seed,
         debtors=debtors,
         agents=AgentModel(talk_median=args.agent_talk, wrap_median=args.agent_wrap),
