@@ -181,6 +181,11 @@ class AmiClient:
         self._spawn(self._health_loop())
 
     async def close(self) -> None:
+        if self.health is HealthStatus.UP:
+            try:
+                await self._send([("Action", "Logoff")], timeout=0.5, check=False)
+            except AmiError:
+                pass  # closing anyway
         self._manager.stopped = True
         for task in list(self._tasks):
             task.cancel()

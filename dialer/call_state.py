@@ -192,12 +192,6 @@ def new_attempt(attempt_id: str, channel_id: str, at: float) -> CallAttempt:
     return CallAttempt(attempt_id, channel_id, timings=CallTimings(originated=at))
 
 
-def _is_ours(call: CallAttempt, ref: ChannelRef) -> bool:
-    return ref.uniqueid in (call.channel_id, call.other_channel_id) or (
-        ref.attempt == call.attempt_id and ref.uniqueid in call.legs_seen
-    )
-
-
 def step(
     call: CallAttempt, event: AmiEvent, at: float, rules: CallRules = CallRules()
 ) -> tuple[CallAttempt, list[CallNotice]]:
@@ -224,7 +218,7 @@ def step(
         call = replace(call, originate_reason=event.reason)
         if event.success:
             call = _answered(call, at, notices)
-        elif not call.legs_seen or not call.legs_up and call.legs_seen:
+        elif not call.legs_up:  # refused before any channel, or all legs already gone
             call = _end(call, at, notices, rules)
     elif isinstance(event, UserEvent):
         call = _user_event(call, event, at, notices)
@@ -424,7 +418,3 @@ def adopt_leg(call: CallAttempt, ref: ChannelRef, application: str, at: float) -
     elif ref.state == ChannelState.RINGING and call.phase is CallPhase.DIALING:
         call = replace(call, phase=CallPhase.RINGING)
     return call
-
-
-def is_ours(call: CallAttempt, ref: ChannelRef) -> bool:
-    return _is_ours(call, ref)

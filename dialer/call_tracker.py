@@ -105,7 +105,8 @@ class CallTracker:
 
     def _adopt(self, attempt_id: str) -> CallAttempt:
         channel_id = f"att-{attempt_id}"
-        call = new_attempt(attempt_id, channel_id, at=0.0)
+        # Seen mid-stream (after a restart): we never saw it being originated.
+        call = CallAttempt(attempt_id, channel_id)
         self._by_uniqueid.setdefault(channel_id, attempt_id)
         self._by_uniqueid.setdefault(call.other_channel_id, attempt_id)
         return call

@@ -324,3 +324,32 @@ async def test_a_peer_speaking_garbage_fails_connect_clearly_without_hanging() -
     await client.close()
     server.close()
     await server.wait_closed()
+
+
+async def test_repeated_connection_drops_end_every_call_once_and_never_dial_twice() -> None:
+    faults = SimFaults(drop_after_events=15)
+    rig = await make_rig(replace(OPTIONS, faults=faults), reconnect_delay=0.02)
+    try:
+        attempts = {"x1": "BUSY", "x2": "CONGESTION", "x3": "NOANSWER", "x4": "ANSWER"}
+        sent = 0
+        for attempt, outcome in attempts.items():
+            for _ in range(200):  # the engine dials only while the link is up
+                if rig.client.health is HealthStatus.UP:
+                    break
+                await asyncio.sleep(0.01)
+            sent += await rig.control.dial(
+                attempt, DEBTOR.format(number="120"), timeout=3.0,
+                variables=forced(outcome, SIM_TALK="1"),
+            )  # fmt: skip
+        for attempt in attempts:
+            await rig.ended(attempt, timeout=8.0)
+        ended = [d.notice for d in rig.decisions if isinstance(d.notice, CallEnded)]
+        assert sorted(n.attempt_id for n in ended) == sorted(attempts)
+        by_attempt = {n.attempt_id: n for n in ended}
+        # Calls that reached Asterisk get their real outcome, even across the drops.
+        if not by_attempt["x4"].reconciled:
+            assert by_attempt["x4"].outcome in (CallOutcome.LIVE_ANSWER, CallOutcome.ABANDONED)
+        assert rig.client.logins > 1  # it did reconnect, more than once
+        assert sent <= rig.sim.pbx.truth.get("originate", 0) <= len(attempts)
+    finally:
+        await close_rig(rig)

@@ -102,3 +102,17 @@ async def test_simulated_agents_end_calls_and_report_ready_after_wrap_up() -> No
 def test_sim_options_are_frozen_and_replaceable() -> None:
     base = SimOptions()
     assert replace(base, port=1).port == 1 and base.port == 5038
+
+
+def test_forcing_an_outcome_keeps_a_consistent_ring_time() -> None:
+    model = DebtorModel(ring_median=2.0, ring_sigma=0.0, no_answer=1.0, live=0.0, machine=0.0,
+                        busy=0.0, congestion=0.0, invalid=0.0)  # fmt: skip
+    rng = random.Random(1)
+    drawn = model.decide(rng, "1", 9, {})
+    assert (drawn.outcome, drawn.ring) == (DebtorOutcome.NOANSWER, model.no_answer_ring)
+    answered = model.decide(rng, "1", 9, {"SIM_OUTCOME": "ANSWER"})
+    assert (answered.outcome, answered.ring) == (DebtorOutcome.ANSWER, 2.0)
+    unanswered = DebtorModel(live=1.0, no_answer=0.0).decide(
+        rng, "1", 9, {"SIM_OUTCOME": "NOANSWER"}
+    )
+    assert unanswered.ring == model.no_answer_ring
