@@ -113,6 +113,7 @@ class AmiClient:
         ping_timeout: float | None = None,
         reconnect_delay: float = 1.0,
         events: str = "on",
+        max_backlog: int = 200_000,
     ):
         self.host, self.port = host, port
         self.username = username
@@ -121,6 +122,7 @@ class AmiClient:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout if ping_timeout is not None else action_timeout
         self.event_mask = events
+        self.max_backlog = max_backlog
         self.health = HealthStatus.DISCONNECTED
         self.last_error = ""
         self.logins = 0
@@ -288,6 +290,14 @@ class AmiClient:
     def _sink(self, message: AmiMessage) -> None:
         loop = asyncio.get_running_loop()
         self._queue.put_nowait(ReceivedEvent(message, parse_event(message), loop.time()))
+        if self._queue.qsize() > self.max_backlog:
+            # The consumer is stalled: rather than grow without bound, drop the link;
+            # after the reconnect, reconciliation rebuilds the state of every call.
+            self.last_error = f"AMI event backlog over {self.max_backlog}: resetting the link"
+            log.error("%s", self.last_error)
+            protocol = self._manager.protocol
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abort()
 
     async def events(self) -> AsyncIterator[StreamItem]:
         """Events in AMI order, plus ConnectionLost/Reconnected markers. One consumer."""
@@ -304,7 +314,7 @@ class AmiClient:
         self,
         headers: Sequence[tuple[str, str]],
         *,
-        as_list: bool = False,
+        expect_list: bool = False,
         timeout: float | None = None,
         check: bool = True,
     ) -> AmiMessage | list[AmiMessage]:
@@ -327,6 +337,9 @@ class AmiClient:
                     [*previous, value] if isinstance(previous, list) else [previous, value]
                 )
         fields.setdefault("ActionID", self._next_action_id(name))
+        # For lists, panoramisk must detect the list from the first response: with
+        # as_list=True a list action answered by `Response: Error` never resolves.
+        as_list = None if expect_list else False
         action = Action(fields, as_list=as_list)
         future = self._manager.send_action(action, as_list=as_list)
         self._pending.add(future)
@@ -346,6 +359,8 @@ class AmiClient:
             result = first = reply.ami
         if check and first.response not in ("Success", "Goodbye"):
             raise AmiActionFailed(f"{name}: {first.get('Message') or first.response}")
+        if expect_list and not isinstance(result, list):
+            result = [result]
         return result
 
     async def _single(self, headers: Sequence[tuple[str, str]]) -> AmiMessage:
@@ -371,7 +386,7 @@ class AmiClient:
         """Hang up a channel, or every channel matching `/regex/`; returns those hung up."""
         headers = [("Action", "Hangup"), ("Channel", channel), ("Cause", str(cause))]
         if channel.startswith("/") and channel.endswith("/") and len(channel) > 2:
-            reply = await self._send(headers, as_list=True)
+            reply = await self._send(headers, expect_list=True)
             assert isinstance(reply, list)
             return [m.get("Channel") for m in reply if m.event == "ChannelHungup"]
         await self._single(headers)
@@ -386,7 +401,7 @@ class AmiClient:
         return reply.get("Value")
 
     async def core_show_channels(self) -> list[CoreShowChannel]:
-        reply = await self._send([("Action", "CoreShowChannels")], as_list=True)
+        reply = await self._send([("Action", "CoreShowChannels")], expect_list=True)
         assert isinstance(reply, list)
         out: list[CoreShowChannel] = []
         for message in reply:

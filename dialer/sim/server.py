@@ -26,6 +26,7 @@ from dialer.sim.pbx import Pbx
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+MAX_WRITE_BACKLOG = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class AmiSession:
         if self.closed or self.writer.is_closing():
             return
         self.writer.write(encode(message))
+        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
+            # A client that does not read: Asterisk drops it after `writetimeout`.
+            log.warning("AMI simulator: client not reading, dropping its connection")
+            self.drop()
 
     def drop(self) -> None:
         self.closed = True

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from dialer.ami_client import (
+    AmiActionFailed,
     AmiAuthenticationError,
     AmiClient,
     AmiTimeout,
@@ -353,3 +354,30 @@ async def test_repeated_connection_drops_end_every_call_once_and_never_dial_twic
         assert sent <= rig.sim.pbx.truth.get("originate", 0) <= len(attempts)
     finally:
         await close_rig(rig)
+
+
+async def test_list_action_answered_with_an_error_fails_at_once(rig: Rig) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(AmiActionFailed, match="Invalid regex"):
+        await rig.client.hangup("/(unclosed/")
+    assert loop.time() - start < 0.5  # not the action timeout
+
+
+async def test_a_stalled_consumer_resets_the_link_instead_of_growing_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="dialer.ami_client")
+    async with AmiSimulator(OPTIONS) as sim:
+        client = AmiClient("127.0.0.1", sim.port, "pratica", OPTIONS.secret, max_backlog=20,
+                           reconnect_delay=0.05)  # fmt: skip
+        await client.connect()
+        await client.originate(OriginateRequest("", "Local/4@sim-agents", "pratica-agent-conf",
+                                                "4", channel_id="agent-4"))  # fmt: skip
+        for _ in range(300):  # nobody reads client.events()
+            if client.logins >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert client.logins >= 2
+        assert any("backlog over 20" in r.getMessage() for r in caplog.records)
+        await client.close()
