@@ -36,6 +36,8 @@ WAITING_EVENT = "WaitingForAgent"
 ABANDON_EVENT = "PraticaAbandoned"
 # Dialplan contexts that mean "the abandonment message is playing".
 ABANDON_CONTEXTS = frozenset({"pratica-abandon", "lab-abandon"})
+# Where a live debtor waits for an agent.
+HOLD_CONTEXTS = frozenset({"pratica-hold", "lab-hold-for-agent"})
 
 # Q.850 causes (see causes.h) grouped by the outcome they mean on an unanswered call.
 BUSY_CAUSES = frozenset({17})
@@ -404,17 +406,28 @@ def close_refused(call: CallAttempt, at: float) -> tuple[CallAttempt, list[CallN
     return _end(call, at, notices, CallRules(), CallOutcome.FAILED), notices
 
 
-def adopt_leg(call: CallAttempt, ref: ChannelRef, application: str, at: float) -> CallAttempt:
-    """Re-adopt a live channel seen in CoreShowChannels after a reconnect."""
+def adopt_leg(
+    call: CallAttempt, ref: ChannelRef, application: str, at: float
+) -> tuple[CallAttempt, list[CallNotice]]:
+    """Re-adopt a live channel seen in CoreShowChannels after a reconnect.
+
+    What happened while the link was down is inferred from the channel's state, context
+    and application, and reported with the notices the dialer missed (a debtor now
+    waiting in the hold context is a live answer to connect).
+    """
+    notices: list[CallNotice] = []
     call = _saw_leg(call, ref, at)
-    if ref.state == ChannelState.UP and call.phase in (
-        CallPhase.ORIGINATING,
-        CallPhase.DIALING,
-        CallPhase.RINGING,
-    ):
-        call = replace(call, phase=CallPhase.ANSWERED)
-    if application == "ConfBridge" and ref.uniqueid == call.channel_id:
-        call = replace(call, phase=CallPhase.CONNECTED)
-    elif ref.state == ChannelState.RINGING and call.phase is CallPhase.DIALING:
-        call = replace(call, phase=CallPhase.RINGING)
-    return call
+    ours = ref.uniqueid == call.channel_id
+    if ref.state == ChannelState.RINGING:
+        call = _ringing(call, at, notices)
+    elif ref.state == ChannelState.UP:
+        call = _answered(call, at, notices)
+    if not ours:
+        return call, notices
+    if application == "ConfBridge" and call.phase is not CallPhase.CONNECTED:
+        call = replace(call, phase=CallPhase.CONNECTED, timings=replace(call.timings, connected=at))
+        notices.append(CallConnected(call.attempt_id, "", at))
+    elif ref.context in HOLD_CONTEXTS and call.phase is CallPhase.ANSWERED:
+        call = replace(call, timings=replace(call.timings, decided=at))
+        call = _live(call, at, notices)
+    return call, notices

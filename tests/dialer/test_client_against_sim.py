@@ -210,6 +210,9 @@ async def test_reconnect_mid_call_reconciles_without_dialing_twice() -> None:
         await rig.control.dial("r-gone", DEBTOR.format(number="108"), timeout=5.0,
                                variables=forced("NOANSWER"))  # fmt: skip
         await rig.until(lambda n: type(n).__name__ == "CallRinging" and n.attempt_id == "r-gone")
+        await rig.control.dial("r-wait", DEBTOR.format(number="109"),
+                               variables=forced("ANSWER", SIM_RING="8", SIM_TALK="60"))  # fmt: skip
+        await rig.until(lambda n: type(n).__name__ == "CallRinging" and n.attempt_id == "r-wait")
         rig.sim.drop_connections()
         # 0.5 s real = 20 virtual s without AMI: the ringing call times out meanwhile.
         gone = await rig.ended("r-gone", timeout=5.0)
@@ -217,9 +220,13 @@ async def test_reconnect_mid_call_reconciles_without_dialing_twice() -> None:
         assert rig.client.logins == 2 and rig.client.health is HealthStatus.UP
         assert rig.control.tracker.get("r-live") is not None
         assert not rig.control.tracker.get("r-live").is_over  # type: ignore[union-attr]
+        # Answered while the link was down: reported on reconnect, and still connectable.
+        await rig.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "r-wait")
+        await rig.control.abandon("r-wait")
+        assert (await rig.ended("r-wait")).outcome is CallOutcome.ABANDONED
         live = await rig.ended("r-live", timeout=5.0)
         assert live.outcome is CallOutcome.COMPLETED and not live.reconciled
-        assert rig.sim.pbx.truth["originate"] == 3  # agent leg + two calls, none re-sent
+        assert rig.sim.pbx.truth["originate"] == 4  # agent leg + three calls, none re-sent
     finally:
         await close_rig(rig)
 

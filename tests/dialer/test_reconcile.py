@@ -34,7 +34,15 @@ def test_vanished_calls_end_live_calls_are_readopted_unknown_calls_are_adopted()
     assert live is not None and live.phase is CallPhase.CONNECTED
     assert live.legs_up == {"att-2", "att-2-2"}
     adopted = tracker.get("9")  # started by another process or before our restart
-    assert adopted is not None and adopted.phase is CallPhase.ANSWERED
+    # Found waiting in the hold context: a live answer the dialer must still connect.
+    assert adopted is not None and adopted.phase is CallPhase.LIVE
+    missed = [(type(n).__name__, n.attempt_id) for n in notices if not isinstance(n, CallEnded)]
+    assert missed == [
+        ("CallAnswered", "2"),
+        ("CallConnected", "2"),
+        ("CallAnswered", "9"),
+        ("LiveAnswer", "9"),
+    ]
     assert tracker.reconcile(snapshot, 11.0) == []  # idempotent
 
 
