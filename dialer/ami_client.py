@@ -155,6 +155,7 @@ class AmiClient:
             ami.secret,
             action_timeout=ami.action_timeout,
             ping_interval=ami.ping_interval,
+            events=ami.events,
         )
 
     # --- lifecycle ---------------------------------------------------------------------

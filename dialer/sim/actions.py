@@ -43,8 +43,8 @@ class Actions:
     dialplan: Dialplan
     default_originate_timeout: float = 30.0
 
-    def handlers(self) -> dict[str, Callable[[AmiMessage], Awaitable[Reply]]]:
-        return {
+    def __post_init__(self) -> None:
+        self.handlers: dict[str, Callable[[AmiMessage], Awaitable[Reply]]] = {
             "originate": self.originate,
             "redirect": self.redirect,
             "bridge": self.bridge,

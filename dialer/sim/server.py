@@ -272,7 +272,7 @@ class AmiSession:
             state = "Off" if self.events == frozenset() else "On"
             self.send(response(action, "Success", ("Events", state)))
             return
-        handler = self.sim.actions.handlers().get(name)
+        handler = self.sim.actions.handlers.get(name)
         if handler is None:
             self.send(error(action, f"Invalid/unknown command: {action.action}. "
                                     "Use Action: ListCommands to show available commands."))  # fmt: skip

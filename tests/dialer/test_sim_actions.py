@@ -223,3 +223,15 @@ async def test_pratica_sim_pbx_command_serves_ami_until_terminated(tmp_path: obj
     await client.close()
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_client_from_settings_uses_the_event_filter(sim: AmiSimulator) -> None:
+    from core.settings import AmiSettings
+
+    settings = AmiSettings(port=sim.port, secret=OPTIONS.secret)
+    client = AmiClient.from_settings(settings)
+    assert client.event_mask == "call,user,system"
+    await client.connect()
+    session = next(iter(sim.sessions))
+    assert session.events == frozenset({"call", "user", "system"})
+    await client.close()
