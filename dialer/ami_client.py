@@ -25,6 +25,7 @@ from panoramisk import Manager
 from panoramisk.actions import Action
 from panoramisk.message import Message
 
+from core.settings import AmiSettings
 from dialer.ami_api import (
     AmiActionFailed,
     AmiAuthenticationError,
@@ -146,7 +147,7 @@ class AmiClient:
         self._manager.ping_delay = 10**9  # its keepalive has no timeout: ours replaces it
 
     @classmethod
-    def from_settings(cls, ami: Any) -> AmiClient:
+    def from_settings(cls, ami: AmiSettings) -> AmiClient:
         """From `core.settings.AmiSettings`."""
         return cls(
             ami.host,
