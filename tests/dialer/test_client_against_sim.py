@@ -388,3 +388,34 @@ async def test_a_stalled_consumer_resets_the_link_instead_of_growing_memory(
         assert client.logins >= 2
         assert any("backlog over 20" in r.getMessage() for r in caplog.records)
         await client.close()
+
+
+async def test_a_restarted_dialer_adopts_the_calls_asterisk_still_has() -> None:
+    first = await make_rig()
+    try:
+        await first.control.dial("s1", DEBTOR.format(number="130"),
+                                 variables=forced("ANSWER", SIM_TALK="60"))  # fmt: skip
+        await first.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "s1")
+        # The dialer process dies; a new one starts against the same Asterisk.
+        first.collector.cancel()  # type: ignore[attr-defined]
+        await first.control.stop()
+        await first.client.close()
+        client = AmiClient("127.0.0.1", first.sim.port, "pratica", OPTIONS.secret,
+                           action_timeout=1.0)  # fmt: skip
+        await client.connect()
+        control = CallControl(client)
+        control.start()
+        assert await control.resume() == 1
+        second = Rig(first.sim, client, control, [])
+
+        async def collect() -> None:
+            async for decision in control.notices():
+                second.decisions.append(decision)
+
+        second.collector = asyncio.create_task(collect())  # type: ignore[attr-defined]
+        await second.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "s1")
+        await control.abandon("s1")
+        assert (await second.ended("s1")).outcome is CallOutcome.ABANDONED
+        await close_rig(second)
+    finally:
+        await first.sim.close()
