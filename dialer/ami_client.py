@@ -228,7 +228,7 @@ class AmiClient:
     async def _login(self) -> None:
         waiter = self._login_waiter
         try:
-            reply = await self._send(
+            replies = await self._send(
                 [
                     ("Action", "Login"),
                     ("Username", self.username),
@@ -240,7 +240,7 @@ class AmiClient:
         except AmiError as exc:
             log.warning("AMI login did not complete: %s", exc)
             return
-        assert isinstance(reply, AmiMessage)  # a single response for Login
+        reply = _as_list(replies)[0]
         if reply.response != "Success":
             self.health = HealthStatus.AUTH_FAILED
             self.last_error = (
@@ -367,7 +367,8 @@ class AmiClient:
 
     async def _single(self, headers: Sequence[tuple[str, str]]) -> AmiMessage:
         reply = await self._send(headers)
-        assert isinstance(reply, AmiMessage)  # single-response action
+        if isinstance(reply, list):  # a peer that answered a single action with a list
+            raise AmiActionFailed(f"{headers[0][1]}: unexpected list response")
         return reply
 
     async def originate(self, request: OriginateRequest) -> str:
@@ -388,9 +389,8 @@ class AmiClient:
         """Hang up a channel, or every channel matching `/regex/`; returns those hung up."""
         headers = [("Action", "Hangup"), ("Channel", channel), ("Cause", str(cause))]
         if channel.startswith("/") and channel.endswith("/") and len(channel) > 2:
-            reply = await self._send(headers, expect_list=True)
-            assert isinstance(reply, list)
-            return [m.get("Channel") for m in reply if m.event == "ChannelHungup"]
+            replies = await self._send(headers, expect_list=True)
+            return [m.get("Channel") for m in _as_list(replies) if m.event == "ChannelHungup"]
         await self._single(headers)
         return [channel]
 
@@ -403,10 +403,9 @@ class AmiClient:
         return reply.get("Value")
 
     async def core_show_channels(self) -> list[CoreShowChannel]:
-        reply = await self._send([("Action", "CoreShowChannels")], expect_list=True)
-        assert isinstance(reply, list)
+        replies = await self._send([("Action", "CoreShowChannels")], expect_list=True)
         out: list[CoreShowChannel] = []
-        for message in reply:
+        for message in _as_list(replies):
             event = parse_event(message)
             if isinstance(event, CoreShowChannel):
                 out.append(event)
@@ -418,3 +417,7 @@ class AmiClient:
         start = loop.time()
         await self._single([("Action", "Ping")])
         return loop.time() - start
+
+
+def _as_list(reply: AmiMessage | list[AmiMessage]) -> list[AmiMessage]:
+    return reply if isinstance(reply, list) else [reply]

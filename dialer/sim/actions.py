@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dialer.ami_codec import AmiMessage
-from dialer.sim.dialplan import CONTEXTS, Dialplan, PendingOriginate
-from dialer.sim.pbx import STATE_DESC, Pbx, SimChannel
+from dialer.sim.dialplan import CONTEXTS, Dialplan
+from dialer.sim.pbx import STATE_DESC, Pbx, PendingOriginate, SimChannel
 
 Reply = list[AmiMessage]
 

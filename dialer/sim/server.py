@@ -110,8 +110,8 @@ class AmiSimulator:
     async def serve_forever(self) -> None:
         if self._server is None:
             await self.start()
-        assert self._server is not None  # for the type checker; start() sets it
-        await self._server.serve_forever()
+        if self._server is not None:
+            await self._server.serve_forever()
 
     def freeze(self) -> None:
         """Fault: current connections go silent (half-open link): no replies, no events."""

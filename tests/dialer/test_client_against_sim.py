@@ -45,6 +45,7 @@ class Rig:
     client: AmiClient
     control: CallControl
     decisions: list[Decision]
+    collector: asyncio.Task[None] | None = None
 
     async def until(self, predicate: object, timeout: float = 5.0) -> Decision:
         """Wait for a notice matching predicate(notice) (real seconds)."""
@@ -68,12 +69,19 @@ class Rig:
         return decision.notice
 
 
-async def make_rig(options: SimOptions = OPTIONS, **client_options: float) -> Rig:
+async def make_rig(
+    options: SimOptions = OPTIONS,
+    *,
+    reconnect_delay: float = 0.05,
+    ping_interval: float = 10.0,
+    ping_timeout: float = 1.0,
+) -> Rig:
     sim = AmiSimulator(options)
     await sim.start()
-    params: dict[str, float] = {"action_timeout": 1.0, "reconnect_delay": 0.05}
-    params.update(client_options)
-    client = AmiClient("127.0.0.1", sim.port, options.username, options.secret, **params)  # type: ignore[arg-type]
+    client = AmiClient(
+        "127.0.0.1", sim.port, options.username, options.secret, action_timeout=1.0,
+        reconnect_delay=reconnect_delay, ping_interval=ping_interval, ping_timeout=ping_timeout,
+    )  # fmt: skip
     await client.connect()
     control = CallControl(client)
     control.start()
@@ -84,12 +92,13 @@ async def make_rig(options: SimOptions = OPTIONS, **client_options: float) -> Ri
             decisions.append(decision)
 
     rig = Rig(sim, client, control, decisions)
-    rig.collector = asyncio.get_running_loop().create_task(collect())  # type: ignore[attr-defined]
+    rig.collector = asyncio.get_running_loop().create_task(collect())
     return rig
 
 
 async def close_rig(rig: Rig) -> None:
-    rig.collector.cancel()  # type: ignore[attr-defined]
+    if rig.collector is not None:
+        rig.collector.cancel()
     await rig.control.stop()
     await rig.client.close()
     await rig.sim.close()
@@ -218,8 +227,8 @@ async def test_reconnect_mid_call_reconciles_without_dialing_twice() -> None:
         gone = await rig.ended("r-gone", timeout=5.0)
         assert gone.reconciled and gone.outcome is CallOutcome.NO_ANSWER
         assert rig.client.logins == 2 and rig.client.health is HealthStatus.UP
-        assert rig.control.tracker.get("r-live") is not None
-        assert not rig.control.tracker.get("r-live").is_over  # type: ignore[union-attr]
+        readopted = rig.control.tracker.get("r-live")
+        assert readopted is not None and not readopted.is_over
         # Answered while the link was down: reported on reconnect, and still connectable.
         await rig.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "r-wait")
         await rig.control.abandon("r-wait")
@@ -397,7 +406,8 @@ async def test_a_restarted_dialer_adopts_the_calls_asterisk_still_has() -> None:
                                  variables=forced("ANSWER", SIM_TALK="60"))  # fmt: skip
         await first.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "s1")
         # The dialer process dies; a new one starts against the same Asterisk.
-        first.collector.cancel()  # type: ignore[attr-defined]
+        if first.collector is not None:
+            first.collector.cancel()
         await first.control.stop()
         await first.client.close()
         client = AmiClient("127.0.0.1", first.sim.port, "pratica", OPTIONS.secret,
@@ -412,7 +422,7 @@ async def test_a_restarted_dialer_adopts_the_calls_asterisk_still_has() -> None:
             async for decision in control.notices():
                 second.decisions.append(decision)
 
-        second.collector = asyncio.create_task(collect())  # type: ignore[attr-defined]
+        second.collector = asyncio.create_task(collect())
         await second.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "s1")
         await control.abandon("s1")
         assert (await second.ended("s1")).outcome is CallOutcome.ABANDONED
