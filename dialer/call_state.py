@@ -27,6 +27,40 @@ from dialer.ami_events import (
     OriginateResponse,
     UserEvent,
 )
+from dialer.call_notices import (
+    CallAnswered,
+    CallConnected,
+    CallEnded,
+    CallNotice,
+    CallOutcome,
+    CallRinging,
+    CallTimings,
+    LiveAnswer,
+    MachineDetected,
+)
+
+__all__ = [
+    "CallAnswered",
+    "CallAttempt",
+    "CallConnected",
+    "CallEnded",
+    "CallNotice",
+    "CallOutcome",
+    "CallPhase",
+    "CallRinging",
+    "CallRules",
+    "CallTimings",
+    "LiveAnswer",
+    "MachineDetected",
+    "adopt_leg",
+    "attempt_of_uniqueid",
+    "channel_ids",
+    "classify",
+    "close_refused",
+    "close_vanished",
+    "new_attempt",
+    "step",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +92,6 @@ class CallPhase(Enum):
     LIVE = "live"  # a person: waiting for an agent
     CONNECTED = "connected"  # in the agent's bridge
     ENDED = "ended"
-
-
-class CallOutcome(Enum):
-    NO_ANSWER = "no_answer"
-    BUSY = "busy"
-    FAILED = "failed"  # congestion, channel unavailable, originate refused
-    INVALID_NUMBER = "invalid_number"
-    MACHINE = "machine"
-    LIVE_ANSWER = "live_answer"  # a person answered and hung up before the connect limit
-    ABANDONED = "abandoned"  # a person was not connected within the limit
-    COMPLETED = "completed"  # connected to an agent
-    LOST = "lost"  # vanished while the AMI link was down; state unknown
-
-
-@dataclass(frozen=True, slots=True)
-class CallTimings:
-    """Seconds on the injected clock; None for milestones the call never reached."""
-
-    originated: float | None = None
-    dialing: float | None = None
-    ringing: float | None = None
-    answered: float | None = None
-    decided: float | None = None  # AMD decision (or WaitingForAgent without AMD)
-    connected: float | None = None
-    hungup: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,59 +144,6 @@ def attempt_of_uniqueid(uniqueid: str) -> str | None:
         return None
     base = uniqueid[4:]
     return base[:-2] if base.endswith("-2") else base
-
-
-# --- notices: what the dialer is told -------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CallRinging:
-    attempt_id: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CallAnswered:
-    attempt_id: str
-    channel: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class LiveAnswer:
-    """A person is on the line: connect them to an agent now (the 2 s clock runs)."""
-
-    attempt_id: str
-    channel: str
-    at: float
-    amd_status: str
-
-
-@dataclass(frozen=True, slots=True)
-class MachineDetected:
-    attempt_id: str
-    at: float
-    amd_cause: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallConnected:
-    attempt_id: str
-    bridge_id: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    attempt_id: str
-    outcome: CallOutcome
-    timings: CallTimings
-    far_cause: int
-    dial_status: str
-    reconciled: bool = False
-
-
-CallNotice = CallRinging | CallAnswered | LiveAnswer | MachineDetected | CallConnected | CallEnded
 
 
 def new_attempt(attempt_id: str, channel_id: str, at: float) -> CallAttempt:
