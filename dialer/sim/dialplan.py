@@ -252,13 +252,14 @@ def _is_human(d: Dialplan, ch: SimChannel) -> bool:
     return human
 
 
-async def _amd(d: Dialplan, ch: SimChannel, event: str) -> bool:
+async def _amd(d: Dialplan, ch: SimChannel, event: str, *fields: tuple[str, str]) -> bool:
     d.app(ch, "AMD")
     human = _is_human(d, ch)
     await d.wait(ch, AMD_HUMAN_DELAY if human else AMD_MACHINE_DELAY)
     status, cause = ("HUMAN", "HUMAN-800-800") if human else ("MACHINE", "MAXWORDS-3-2")
-    d.app(ch, "UserEvent", f"{event},Status: {status},Cause: {cause}")
-    d.pbx.user_event(ch, event, ("Status", status), ("Cause", cause))
+    body = "".join(f"{k}: {v}," for k, v in fields)
+    d.app(ch, "UserEvent", f"{event},{body}Status: {status},Cause: {cause}")
+    d.pbx.user_event(ch, event, *fields, ("Status", status), ("Cause", cause))
     d.pbx.count("amd_" + status.lower())
     d.app(ch, "GotoIf", f"{0 if human else 1}?machine")
     if not human:
@@ -269,7 +270,9 @@ async def _amd(d: Dialplan, ch: SimChannel, event: str) -> bool:
 
 
 async def pratica_amd(d: Dialplan, ch: SimChannel) -> None:
-    await _amd(d, ch, "PraticaAMD")
+    attempt = ch.variables.get("ATTEMPT", "")
+    d.app(ch, "NoOp", f"Pratica attempt {attempt}")
+    await _amd(d, ch, "PraticaAMD", ("Attempt", attempt))
     d.app(ch, "Goto", "pratica-hold,s,1")
     await hold_for_agent(d, ch, abandon_after=True)
 
