@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import random
 import secrets
@@ -284,14 +285,11 @@ class AmiSession:
 
     async def login(self, action: AmiMessage) -> None:
         options = self.sim.options
-        secret_ok = action.get("Username") == options.username and (
-            action.get("Secret") == options.secret
+        secret_ok = _same(action.get("Username"), options.username) and (
+            _same(action.get("Secret"), options.secret)
             if action.get("AuthType").lower() != "md5"
             else bool(self.challenge)
-            and action.get("Key")
-            == hashlib.md5(
-                (self.challenge + options.secret).encode(), usedforsecurity=False
-            ).hexdigest()
+            and _same(action.get("Key"), _md5_key(self.challenge, options.secret))
         )
         if not secret_ok:
             log.info("AMI simulator: authentication failed for %r", action.get("Username"))
@@ -326,3 +324,12 @@ def _event_mask(text: str) -> frozenset[str] | None:
     if value in ("off", "no", "false", "0"):
         return frozenset()
     return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _md5_key(challenge: str, secret: str) -> str:
+    """Asterisk's MD5 login: md5(challenge + secret), hex."""
+    return hashlib.md5((challenge + secret).encode(), usedforsecurity=False).hexdigest()
