@@ -273,7 +273,7 @@ async def test_half_open_link_is_detected_by_the_health_ping() -> None:
             if rig.client.logins >= 2 or loop.time() > deadline:
                 break
             await asyncio.sleep(0.01)
-        assert rig.client.logins == 2
+        assert rig.client.logins >= 2  # more if a ping is slow on a loaded machine
         assert rig.client.health is HealthStatus.UP
         assert await rig.client.ping() < 0.5
     finally:
