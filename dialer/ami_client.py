@@ -18,19 +18,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from panoramisk import Manager
 from panoramisk.actions import Action
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from dialer.ami_codec import AmiDecoder, AmiMessage, encode_message
-from dialer.ami_events import ATTEMPT_VARIABLE, AmiEvent, CoreShowChannel, parse_event
-from dialer.call_state import channel_ids
+from core.settings import AmiSettings
+from dialer.ami_api import (
+    AmiActionFailed,
+    AmiAuthenticationError,
+    AmiDisconnected,
+    AmiError,
+    AmiTimeout,
+    ConnectionLost,
+    HealthStatus,
+    OriginateRequest,
+    ReceivedEvent,
+    Reconnected,
+    StreamItem,
+)
+from dialer.ami_codec import AmiMessage, encode_message
+from dialer.ami_events import CoreShowChannel, parse_event
+from dialer.ami_protocol import PraticaProtocol
+
+__all__ = [
+    "AmiActionFailed",
+    "AmiAuthenticationError",
+    "AmiClient",
+    "AmiDisconnected",
+    "AmiError",
+    "AmiTimeout",
+    "ConnectionLost",
+    "HealthStatus",
+    "OriginateRequest",
+    "ReceivedEvent",
+    "Reconnected",
+    "StreamItem",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,138 +76,17 @@ ACTIONS = (
 )
 
 
-class HealthStatus(Enum):
-    DISCONNECTED = "disconnected"
-    CONNECTING = "connecting"
-    UP = "up"
-    UNRESPONSIVE = "unresponsive"  # ping timed out; the link is being reset
-    AUTH_FAILED = "auth_failed"  # wrong username/secret: not retried
-    CLOSED = "closed"
-
-
-class AmiError(Exception):
-    """Base of the AMI client's errors."""
-
-
-class AmiAuthenticationError(AmiError):
-    pass
-
-
-class AmiDisconnected(AmiError):
-    """The link is down (or dropped while waiting): the action's effect is unknown."""
-
-
-class AmiTimeout(AmiError):
-    pass
-
-
-class AmiActionFailed(AmiError):
-    """Asterisk answered `Response: Error`."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedEvent:
-    message: AmiMessage
-    event: AmiEvent | None  # None for events the dialer does not type
-    received_at: float  # loop time when its bytes were decoded
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLost:
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnected:
-    """Logged in again; `snapshot` is CoreShowChannels taken right after login."""
-
-    snapshot: tuple[CoreShowChannel, ...]
-    at: float
-
-
-StreamItem = ReceivedEvent | ConnectionLost | Reconnected
-
-
-@dataclass(frozen=True, slots=True)
-class OriginateRequest:
-    attempt_id: str
-    channel: str  # dial string, e.g. PJSIP/393331234567@carrier
-    context: str
-    exten: str = "s"
-    priority: int = 1
-    timeout: float = 30.0  # seconds of ringing before giving up
-    caller_id: str = ""
-    variables: Mapping[str, str] = field(default_factory=dict)
-    # Set for legs that are not call attempts (an agent's nailed-up leg): used as the
-    # ChannelId, and no ATTEMPT variable is set.
-    channel_id: str = ""
-
-    def headers(self, action_id: str) -> list[tuple[str, str]]:
-        if self.channel_id:
-            channel_id, other_id = self.channel_id, self.channel_id + "-2"
-        else:
-            channel_id, other_id = channel_ids(self.attempt_id)
-        out = [
-            ("Action", "Originate"),
-            ("ActionID", action_id),
-            ("Channel", self.channel),
-            ("Context", self.context),
-            ("Exten", self.exten),
-            ("Priority", str(self.priority)),
-            # Without Async panoramisk 1.4 raises KeyError('async') and drops the link.
-            ("Async", "true"),
-            ("Timeout", str(int(self.timeout * 1000))),
-            ("ChannelId", channel_id),
-            ("OtherChannelId", other_id),
-        ]
-        if not self.channel_id:
-            out.append(("Variable", f"{ATTEMPT_VARIABLE}={self.attempt_id}"))
-        if self.caller_id:
-            out.append(("CallerID", self.caller_id))
-        out += [("Variable", f"{k}={v}") for k, v in self.variables.items()]
-        return out
-
-
-class PraticaProtocol(AMIProtocol):
-    """panoramisk's protocol with our decoder and an in-order event sink."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.decoder = AmiDecoder(expect_banner=True)
-
-    def data_received(self, data: bytes) -> None:
-        reported = self.decoder.stats.oversized_lines + self.decoder.stats.garbage_lines
-        messages = self.decoder.feed(data)
-        stats = self.decoder.stats
-        if stats.oversized_lines + stats.garbage_lines != reported:
-            log.warning("AMI input problem: %s", stats.last_error)
-        if getattr(self, "version", None) is None and self.decoder.banner:
-            self.version = self.decoder.banner.partition("/")[2]
-        for ami in messages:
-            message = _to_panoramisk(ami)
-            factory = self.factory
-            if ami.event and (not ami.action_id or ami.event == "OriginateResponse"):
-                factory.pratica_sink(ami)
-            self.handle_message(message)
-
-
-def _to_panoramisk(ami: AmiMessage) -> Message:
-    headers: dict[str, Any] = {}
-    for key, value in ami.headers:
-        if key in headers:
-            previous = headers[key]
-            headers[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            headers[key] = value
-    message = Message(headers)
-    message.ami = ami
-    return message
-
-
 class _Manager(Manager):
     """Stops panoramisk from reconnecting once we decided to stop."""
 
     stopped = False
+
+    last_connect_error = ""
+
+    def connection_made(self, f: Any) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            self.last_connect_error = str(f.exception())
+        super().connection_made(f)
 
     def connect(self, *args: Any, **kwargs: Any) -> Any:
         if self.stopped:
@@ -209,6 +114,7 @@ class AmiClient:
         ping_timeout: float | None = None,
         reconnect_delay: float = 1.0,
         events: str = "on",
+        max_backlog: int = 200_000,
     ):
         self.host, self.port = host, port
         self.username = username
@@ -217,6 +123,7 @@ class AmiClient:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout if ping_timeout is not None else action_timeout
         self.event_mask = events
+        self.max_backlog = max_backlog
         self.health = HealthStatus.DISCONNECTED
         self.last_error = ""
         self.logins = 0
@@ -240,7 +147,7 @@ class AmiClient:
         self._manager.ping_delay = 10**9  # its keepalive has no timeout: ours replaces it
 
     @classmethod
-    def from_settings(cls, ami: Any) -> AmiClient:
+    def from_settings(cls, ami: AmiSettings) -> AmiClient:
         """From `core.settings.AmiSettings`."""
         return cls(
             ami.host,
@@ -249,6 +156,7 @@ class AmiClient:
             ami.secret,
             action_timeout=ami.action_timeout,
             ping_interval=ami.ping_interval,
+            events=ami.events,
         )
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -266,7 +174,8 @@ class AmiClient:
                 asyncio.shield(self._login_waiter), timeout or self.action_timeout * 2
             )
         except TimeoutError:
-            self.last_error = f"no AMI login within the timeout at {self.host}:{self.port}"
+            reason = self._manager.last_connect_error or "no reply to Login"
+            self.last_error = f"no AMI login at {self.host}:{self.port} in time: {reason}"
             log.error("%s", self.last_error)
             await self.close()
             raise AmiTimeout(self.last_error) from None
@@ -276,6 +185,11 @@ class AmiClient:
         self._spawn(self._health_loop())
 
     async def close(self) -> None:
+        if self.health is HealthStatus.UP:
+            try:
+                await self._send([("Action", "Logoff")], timeout=0.5, check=False)
+            except AmiError:
+                pass  # closing anyway
         self._manager.stopped = True
         for task in list(self._tasks):
             task.cancel()
@@ -314,7 +228,7 @@ class AmiClient:
     async def _login(self) -> None:
         waiter = self._login_waiter
         try:
-            reply = await self._send(
+            replies = await self._send(
                 [
                     ("Action", "Login"),
                     ("Username", self.username),
@@ -326,7 +240,7 @@ class AmiClient:
         except AmiError as exc:
             log.warning("AMI login did not complete: %s", exc)
             return
-        assert isinstance(reply, AmiMessage)  # a single response for Login
+        reply = _as_list(replies)[0]
         if reply.response != "Success":
             self.health = HealthStatus.AUTH_FAILED
             self.last_error = (
@@ -378,6 +292,14 @@ class AmiClient:
     def _sink(self, message: AmiMessage) -> None:
         loop = asyncio.get_running_loop()
         self._queue.put_nowait(ReceivedEvent(message, parse_event(message), loop.time()))
+        if self._queue.qsize() > self.max_backlog:
+            # The consumer is stalled: rather than grow without bound, drop the link;
+            # after the reconnect, reconciliation rebuilds the state of every call.
+            self.last_error = f"AMI event backlog over {self.max_backlog}: resetting the link"
+            log.error("%s", self.last_error)
+            protocol = self._manager.protocol
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.abort()
 
     async def events(self) -> AsyncIterator[StreamItem]:
         """Events in AMI order, plus ConnectionLost/Reconnected markers. One consumer."""
@@ -394,7 +316,7 @@ class AmiClient:
         self,
         headers: Sequence[tuple[str, str]],
         *,
-        as_list: bool = False,
+        expect_list: bool = False,
         timeout: float | None = None,
         check: bool = True,
     ) -> AmiMessage | list[AmiMessage]:
@@ -417,6 +339,9 @@ class AmiClient:
                     [*previous, value] if isinstance(previous, list) else [previous, value]
                 )
         fields.setdefault("ActionID", self._next_action_id(name))
+        # For lists, panoramisk must detect the list from the first response: with
+        # as_list=True a list action answered by `Response: Error` never resolves.
+        as_list = None if expect_list else False
         action = Action(fields, as_list=as_list)
         future = self._manager.send_action(action, as_list=as_list)
         self._pending.add(future)
@@ -436,11 +361,14 @@ class AmiClient:
             result = first = reply.ami
         if check and first.response not in ("Success", "Goodbye"):
             raise AmiActionFailed(f"{name}: {first.get('Message') or first.response}")
+        if expect_list and not isinstance(result, list):
+            result = [result]
         return result
 
     async def _single(self, headers: Sequence[tuple[str, str]]) -> AmiMessage:
         reply = await self._send(headers)
-        assert isinstance(reply, AmiMessage)  # single-response action
+        if isinstance(reply, list):  # a peer that answered a single action with a list
+            raise AmiActionFailed(f"{headers[0][1]}: unexpected list response")
         return reply
 
     async def originate(self, request: OriginateRequest) -> str:
@@ -461,9 +389,8 @@ class AmiClient:
         """Hang up a channel, or every channel matching `/regex/`; returns those hung up."""
         headers = [("Action", "Hangup"), ("Channel", channel), ("Cause", str(cause))]
         if channel.startswith("/") and channel.endswith("/") and len(channel) > 2:
-            reply = await self._send(headers, as_list=True)
-            assert isinstance(reply, list)
-            return [m.get("Channel") for m in reply if m.event == "ChannelHungup"]
+            replies = await self._send(headers, expect_list=True)
+            return [m.get("Channel") for m in _as_list(replies) if m.event == "ChannelHungup"]
         await self._single(headers)
         return [channel]
 
@@ -476,10 +403,9 @@ class AmiClient:
         return reply.get("Value")
 
     async def core_show_channels(self) -> list[CoreShowChannel]:
-        reply = await self._send([("Action", "CoreShowChannels")], as_list=True)
-        assert isinstance(reply, list)
+        replies = await self._send([("Action", "CoreShowChannels")], expect_list=True)
         out: list[CoreShowChannel] = []
-        for message in reply:
+        for message in _as_list(replies):
             event = parse_event(message)
             if isinstance(event, CoreShowChannel):
                 out.append(event)
@@ -491,3 +417,7 @@ class AmiClient:
         start = loop.time()
         await self._single([("Action", "Ping")])
         return loop.time() - start
+
+
+def _as_list(reply: AmiMessage | list[AmiMessage]) -> list[AmiMessage]:
+    return reply if isinstance(reply, list) else [reply]

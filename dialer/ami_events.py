@@ -7,6 +7,7 @@ Only this module knows AMI header names; the state machines see records.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -211,39 +212,35 @@ def _user_event(m: AmiMessage) -> UserEvent:
     return UserEvent(channel_ref(m), m.get("UserEvent"), fields)
 
 
-def _parsers() -> dict[str, object]:
-    return {
-        "Newchannel": lambda m: NewChannel(channel_ref(m)),
-        "Newstate": lambda m: NewState(channel_ref(m)),
-        "Newexten": lambda m: NewExten(channel_ref(m), m.get("Application")),
-        "DialBegin": lambda m: DialBegin(channel_ref(m, "Dest"), m.get("DialString")),
-        "DialState": lambda m: DialState(channel_ref(m, "Dest"), m.get("DialStatus")),
-        "DialEnd": lambda m: DialEnd(channel_ref(m, "Dest"), m.get("DialStatus")),
-        "OriginateResponse": lambda m: OriginateResponse(
-            m.get("ActionID"),
-            m.get("Channel"),
-            m.get("Uniqueid"),
-            m.get("Response") == "Success",
-            _int(m.get("Reason")),
-        ),
-        "UserEvent": _user_event,
-        "BridgeEnter": lambda m: BridgeEnter(
-            channel_ref(m), m.get("BridgeUniqueid"), m.get("BridgeType")
-        ),
-        "BridgeLeave": lambda m: BridgeLeave(
-            channel_ref(m), m.get("BridgeUniqueid"), m.get("BridgeType")
-        ),
-        "ConfbridgeJoin": lambda m: ConfbridgeJoin(channel_ref(m), m.get("Conference")),
-        "ConfbridgeLeave": lambda m: ConfbridgeLeave(channel_ref(m), m.get("Conference")),
-        "Hangup": lambda m: Hangup(channel_ref(m), _int(m.get("Cause")), m.get("Cause-txt")),
-        "CoreShowChannel": lambda m: CoreShowChannel(
-            channel_ref(m), m.get("Application"), m.get("Duration")
-        ),
-        "FullyBooted": lambda m: FullyBooted(m.get("Status")),
-    }
-
-
-_PARSERS = _parsers()
+_PARSERS: dict[str, Callable[[AmiMessage], AmiEvent]] = {
+    "Newchannel": lambda m: NewChannel(channel_ref(m)),
+    "Newstate": lambda m: NewState(channel_ref(m)),
+    "Newexten": lambda m: NewExten(channel_ref(m), m.get("Application")),
+    "DialBegin": lambda m: DialBegin(channel_ref(m, "Dest"), m.get("DialString")),
+    "DialState": lambda m: DialState(channel_ref(m, "Dest"), m.get("DialStatus")),
+    "DialEnd": lambda m: DialEnd(channel_ref(m, "Dest"), m.get("DialStatus")),
+    "OriginateResponse": lambda m: OriginateResponse(
+        m.get("ActionID"),
+        m.get("Channel"),
+        m.get("Uniqueid"),
+        m.get("Response") == "Success",
+        _int(m.get("Reason")),
+    ),
+    "UserEvent": _user_event,
+    "BridgeEnter": lambda m: BridgeEnter(
+        channel_ref(m), m.get("BridgeUniqueid"), m.get("BridgeType")
+    ),
+    "BridgeLeave": lambda m: BridgeLeave(
+        channel_ref(m), m.get("BridgeUniqueid"), m.get("BridgeType")
+    ),
+    "ConfbridgeJoin": lambda m: ConfbridgeJoin(channel_ref(m), m.get("Conference")),
+    "ConfbridgeLeave": lambda m: ConfbridgeLeave(channel_ref(m), m.get("Conference")),
+    "Hangup": lambda m: Hangup(channel_ref(m), _int(m.get("Cause")), m.get("Cause-txt")),
+    "CoreShowChannel": lambda m: CoreShowChannel(
+        channel_ref(m), m.get("Application"), m.get("Duration")
+    ),
+    "FullyBooted": lambda m: FullyBooted(m.get("Status")),
+}
 TYPED_EVENT_NAMES = frozenset(_PARSERS)
 
 
@@ -253,7 +250,4 @@ def parse_event(message: AmiMessage) -> AmiEvent | None:
     if not name:
         name = message.event
     parser = _PARSERS.get(name)
-    if parser is None:
-        return None
-    result: AmiEvent = parser(message)  # type: ignore[operator]
-    return result
+    return parser(message) if parser is not None else None

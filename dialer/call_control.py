@@ -65,6 +65,19 @@ class CallControl:
         if self._pump is None:
             self._pump = asyncio.get_running_loop().create_task(self._run())
 
+    async def resume(self) -> int:
+        """After a process restart: adopt the calls Asterisk still has (CoreShowChannels).
+
+        Their missed notices (answered, live and waiting, connected) are reported like
+        after a reconnect. Returns the number of calls adopted.
+        """
+        loop = asyncio.get_running_loop()
+        snapshot = await self.client.core_show_channels()
+        now = loop.time()
+        for notice in self.tracker.reconcile(snapshot, now):
+            self._out.put_nowait(Decision(notice, 0.0))
+        return self.tracker.active
+
     async def stop(self) -> None:
         if self._pump is not None:
             self._pump.cancel()

@@ -27,6 +27,40 @@ from dialer.ami_events import (
     OriginateResponse,
     UserEvent,
 )
+from dialer.call_notices import (
+    CallAnswered,
+    CallConnected,
+    CallEnded,
+    CallNotice,
+    CallOutcome,
+    CallRinging,
+    CallTimings,
+    LiveAnswer,
+    MachineDetected,
+)
+
+__all__ = [
+    "CallAnswered",
+    "CallAttempt",
+    "CallConnected",
+    "CallEnded",
+    "CallNotice",
+    "CallOutcome",
+    "CallPhase",
+    "CallRinging",
+    "CallRules",
+    "CallTimings",
+    "LiveAnswer",
+    "MachineDetected",
+    "adopt_leg",
+    "attempt_of_uniqueid",
+    "channel_ids",
+    "classify",
+    "close_refused",
+    "close_vanished",
+    "new_attempt",
+    "step",
+]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +70,8 @@ WAITING_EVENT = "WaitingForAgent"
 ABANDON_EVENT = "PraticaAbandoned"
 # Dialplan contexts that mean "the abandonment message is playing".
 ABANDON_CONTEXTS = frozenset({"pratica-abandon", "lab-abandon"})
+# Where a live debtor waits for an agent.
+HOLD_CONTEXTS = frozenset({"pratica-hold", "lab-hold-for-agent"})
 
 # Q.850 causes (see causes.h) grouped by the outcome they mean on an unanswered call.
 BUSY_CAUSES = frozenset({17})
@@ -56,31 +92,6 @@ class CallPhase(Enum):
     LIVE = "live"  # a person: waiting for an agent
     CONNECTED = "connected"  # in the agent's bridge
     ENDED = "ended"
-
-
-class CallOutcome(Enum):
-    NO_ANSWER = "no_answer"
-    BUSY = "busy"
-    FAILED = "failed"  # congestion, channel unavailable, originate refused
-    INVALID_NUMBER = "invalid_number"
-    MACHINE = "machine"
-    LIVE_ANSWER = "live_answer"  # a person answered and hung up before the connect limit
-    ABANDONED = "abandoned"  # a person was not connected within the limit
-    COMPLETED = "completed"  # connected to an agent
-    LOST = "lost"  # vanished while the AMI link was down; state unknown
-
-
-@dataclass(frozen=True, slots=True)
-class CallTimings:
-    """Seconds on the injected clock; None for milestones the call never reached."""
-
-    originated: float | None = None
-    dialing: float | None = None
-    ringing: float | None = None
-    answered: float | None = None
-    decided: float | None = None  # AMD decision (or WaitingForAgent without AMD)
-    connected: float | None = None
-    hungup: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,67 +146,8 @@ def attempt_of_uniqueid(uniqueid: str) -> str | None:
     return base[:-2] if base.endswith("-2") else base
 
 
-# --- notices: what the dialer is told -------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CallRinging:
-    attempt_id: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CallAnswered:
-    attempt_id: str
-    channel: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class LiveAnswer:
-    """A person is on the line: connect them to an agent now (the 2 s clock runs)."""
-
-    attempt_id: str
-    channel: str
-    at: float
-    amd_status: str
-
-
-@dataclass(frozen=True, slots=True)
-class MachineDetected:
-    attempt_id: str
-    at: float
-    amd_cause: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallConnected:
-    attempt_id: str
-    bridge_id: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    attempt_id: str
-    outcome: CallOutcome
-    timings: CallTimings
-    far_cause: int
-    dial_status: str
-    reconciled: bool = False
-
-
-CallNotice = CallRinging | CallAnswered | LiveAnswer | MachineDetected | CallConnected | CallEnded
-
-
 def new_attempt(attempt_id: str, channel_id: str, at: float) -> CallAttempt:
     return CallAttempt(attempt_id, channel_id, timings=CallTimings(originated=at))
-
-
-def _is_ours(call: CallAttempt, ref: ChannelRef) -> bool:
-    return ref.uniqueid in (call.channel_id, call.other_channel_id) or (
-        ref.attempt == call.attempt_id and ref.uniqueid in call.legs_seen
-    )
 
 
 def step(
@@ -224,7 +176,7 @@ def step(
         call = replace(call, originate_reason=event.reason)
         if event.success:
             call = _answered(call, at, notices)
-        elif not call.legs_seen or not call.legs_up and call.legs_seen:
+        elif not call.legs_up:  # refused before any channel, or all legs already gone
             call = _end(call, at, notices, rules)
     elif isinstance(event, UserEvent):
         call = _user_event(call, event, at, notices)
@@ -410,21 +362,28 @@ def close_refused(call: CallAttempt, at: float) -> tuple[CallAttempt, list[CallN
     return _end(call, at, notices, CallRules(), CallOutcome.FAILED), notices
 
 
-def adopt_leg(call: CallAttempt, ref: ChannelRef, application: str, at: float) -> CallAttempt:
-    """Re-adopt a live channel seen in CoreShowChannels after a reconnect."""
+def adopt_leg(
+    call: CallAttempt, ref: ChannelRef, application: str, at: float
+) -> tuple[CallAttempt, list[CallNotice]]:
+    """Re-adopt a live channel seen in CoreShowChannels after a reconnect.
+
+    What happened while the link was down is inferred from the channel's state, context
+    and application, and reported with the notices the dialer missed (a debtor now
+    waiting in the hold context is a live answer to connect).
+    """
+    notices: list[CallNotice] = []
     call = _saw_leg(call, ref, at)
-    if ref.state == ChannelState.UP and call.phase in (
-        CallPhase.ORIGINATING,
-        CallPhase.DIALING,
-        CallPhase.RINGING,
-    ):
-        call = replace(call, phase=CallPhase.ANSWERED)
-    if application == "ConfBridge" and ref.uniqueid == call.channel_id:
-        call = replace(call, phase=CallPhase.CONNECTED)
-    elif ref.state == ChannelState.RINGING and call.phase is CallPhase.DIALING:
-        call = replace(call, phase=CallPhase.RINGING)
-    return call
-
-
-def is_ours(call: CallAttempt, ref: ChannelRef) -> bool:
-    return _is_ours(call, ref)
+    ours = ref.uniqueid == call.channel_id
+    if ref.state == ChannelState.RINGING:
+        call = _ringing(call, at, notices)
+    elif ref.state == ChannelState.UP:
+        call = _answered(call, at, notices)
+    if not ours:
+        return call, notices
+    if application == "ConfBridge" and call.phase is not CallPhase.CONNECTED:
+        call = replace(call, phase=CallPhase.CONNECTED, timings=replace(call.timings, connected=at))
+        notices.append(CallConnected(call.attempt_id, "", at))
+    elif ref.context in HOLD_CONTEXTS and call.phase is CallPhase.ANSWERED:
+        call = replace(call, timings=replace(call.timings, decided=at))
+        call = _live(call, at, notices)
+    return call, notices

@@ -105,7 +105,8 @@ class CallTracker:
 
     def _adopt(self, attempt_id: str) -> CallAttempt:
         channel_id = f"att-{attempt_id}"
-        call = new_attempt(attempt_id, channel_id, at=0.0)
+        # Seen mid-stream (after a restart): we never saw it being originated.
+        call = CallAttempt(attempt_id, channel_id)
         self._by_uniqueid.setdefault(channel_id, attempt_id)
         self._by_uniqueid.setdefault(call.other_channel_id, attempt_id)
         return call
@@ -140,12 +141,14 @@ class CallTracker:
                 self._store(call)
         for attempt_id, items in live.items():
             call = self.calls.get(attempt_id) or self._adopt(attempt_id)
-            for item in items:
-                call = adopt_leg(call, item.channel, item.application, at)
+            # Our own leg first: its context says where the call is.
+            for item in sorted(items, key=lambda i: i.channel.uniqueid != call.channel_id):
+                call, adopted = adopt_leg(call, item.channel, item.application, at)
+                notices.extend(adopted)
                 self._by_uniqueid[item.channel.uniqueid] = attempt_id
             # Legs we thought up but Asterisk no longer has are gone.
-            present = {item.channel.uniqueid for item in items}
-            call = replace(call, legs_up=call.legs_up & present | present)
+            present = frozenset(item.channel.uniqueid for item in items)
+            call = replace(call, legs_up=present)
             self._store(call)
         return notices
 

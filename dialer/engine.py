@@ -31,9 +31,8 @@ from dialer.agent_desk import AgentDesk
 from dialer.agents import AgentSession, AgentState, AgentStateError
 from dialer.attempts import AttemptEnd, AttemptLedger
 from dialer.call_control import AMD_CONTEXT, HOLD_CONTEXT, CallControl, UnknownCall
-from dialer.call_state import (
+from dialer.call_notices import (
     CallAnswered,
-    CallAttempt,
     CallConnected,
     CallEnded,
     CallNotice,
@@ -41,6 +40,7 @@ from dialer.call_state import (
     LiveAnswer,
     MachineDetected,
 )
+from dialer.call_state import CallAttempt
 from dialer.campaigns import Campaign, get_campaign
 from dialer.leads import ClaimedLead, claim_leads, promote_due, zone_sets
 from dialer.switchboard import Switchboard, WaitingCall

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dialer.agents import AgentSession, AgentState
-from dialer.call_state import CallAttempt, CallEnded
+from dialer.call_notices import CallEnded
+from dialer.call_state import CallAttempt
 from dialer.campaigns import Campaign
 
 

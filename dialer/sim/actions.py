@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dialer.ami_codec import AmiMessage
-from dialer.sim.dialplan import CONTEXTS, Dialplan, PendingOriginate
-from dialer.sim.pbx import STATE_DESC, Pbx, SimChannel
+from dialer.sim.dialplan import CONTEXTS, Dialplan
+from dialer.sim.pbx import STATE_DESC, Pbx, PendingOriginate, SimChannel
 
 Reply = list[AmiMessage]
 
@@ -43,8 +43,8 @@ class Actions:
     dialplan: Dialplan
     default_originate_timeout: float = 30.0
 
-    def handlers(self) -> dict[str, Callable[[AmiMessage], Awaitable[Reply]]]:
-        return {
+    def __post_init__(self) -> None:
+        self.handlers: dict[str, Callable[[AmiMessage], Awaitable[Reply]]] = {
             "originate": self.originate,
             "redirect": self.redirect,
             "bridge": self.bridge,

@@ -52,11 +52,14 @@ class DebtorModel:
     def decide(
         self, rng: random.Random, number: str, hour: float, overrides: dict[str, str]
     ) -> DebtorBehaviour:
-        if self.lab_rule:
-            behaviour = self._lab(number)
-        else:
-            behaviour = self._draw(rng, hour)
-        return _override(behaviour, overrides)
+        behaviour = self._lab(number) if self.lab_rule else self._draw(rng, hour)
+        behaviour = _override(behaviour, overrides)
+        if behaviour.outcome is DebtorOutcome.NOANSWER and not _is_number(
+            overrides.get("SIM_RING", "")
+        ):
+            # Nobody picks up: it rings until the far end gives up (or our timeout).
+            behaviour = DebtorBehaviour(behaviour.outcome, self.no_answer_ring, behaviour.talk)
+        return behaviour
 
     def _lab(self, number: str) -> DebtorBehaviour:
         digits = "".join(c for c in number if c.isdigit()) or "0"
@@ -65,7 +68,7 @@ class DebtorModel:
         if last <= 4:
             return DebtorBehaviour(DebtorOutcome.ANSWER, ring, 15.0)
         if last <= 6:
-            return DebtorBehaviour(DebtorOutcome.NOANSWER, self.no_answer_ring, 15.0)
+            return DebtorBehaviour(DebtorOutcome.NOANSWER, ring, 15.0)
         if last == 7:
             return DebtorBehaviour(DebtorOutcome.BUSY, 3.0, 15.0)
         if last == 8:
@@ -86,8 +89,6 @@ class DebtorModel:
         }
         outcome = rng.choices(list(weights), weights=list(weights.values()))[0]
         ring = self.ring_median * math.exp(rng.gauss(0.0, self.ring_sigma))
-        if outcome is DebtorOutcome.NOANSWER:
-            ring = self.no_answer_ring
         talk = self.talk_median * math.exp(rng.gauss(0.0, self.talk_sigma))
         return DebtorBehaviour(outcome, round(ring, 3), round(talk, 3))
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from dialer.sim.debtors import DebtorBehaviour, DebtorOutcome
-from dialer.sim.pbx import BUSY, RINGING, UP, ChannelGone, Pbx, SimChannel
+from dialer.sim.pbx import BUSY, RINGING, UP, ChannelGone, Pbx, PendingOriginate, SimChannel
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +25,6 @@ MACHINE_GREETING = 5.7
 ABANDON_MESSAGE = 3.5
 
 Script = Callable[["Dialplan", SimChannel], Awaitable[None]]
-
-
-@dataclass
-class PendingOriginate:
-    action_id: str
-    dial_string: str
-    context: str
-    exten: str
-    callerid_num: str
-    callerid_name: str
-    reported: bool = False
 
 
 class Dialplan:
@@ -106,7 +94,7 @@ class Dialplan:
 
     def originate_failed(self, one: SimChannel, reason: int) -> None:
         pending = one.originate
-        if not isinstance(pending, PendingOriginate) or pending.reported:
+        if pending is None or pending.reported:
             return
         pending.reported = True
         self.originate_response(pending, one.uniqueid, pending.dial_string, False, reason)
@@ -144,8 +132,8 @@ class Dialplan:
         pbx.dial_event("DialEnd", one, one.dial_caller, ("DialStatus", status))
         pbx.channel_event("HangupRequest", two, ("Cause", "0"))
         pbx.channel_event("SoftHangupRequest", two, ("Cause", "16"))
-        pbx._gone(two, cause)
-        pbx._gone(one, 0)
+        pbx.gone(two, cause)
+        pbx.gone(one, 0)
         raise ChannelGone(two.name)
 
     def ring_timeout(self, one: SimChannel, cause: int = 19) -> None:
@@ -156,10 +144,10 @@ class Dialplan:
         if two is not None and not two.hung_up:
             pbx.channel_event("HangupRequest", two, ("Cause", str(cause)))
         self.originate_failed(one, 3)
-        pbx._gone(one, cause)
+        pbx.gone(one, cause)
         if two is not None and not two.hung_up:
             pbx.channel_event("SoftHangupRequest", two, ("Cause", "16"))
-            pbx._gone(two, cause)
+            pbx.gone(two, cause)
 
     def hangup_pair(self, one: SimChannel, cause: int) -> None:
         """Both halves of an answered Local pair hung up by one AMI Hangup (regex)."""
@@ -170,9 +158,9 @@ class Dialplan:
             return
         pbx.channel_event("SoftHangupRequest", two, ("Cause", "16"))
         pbx.channel_event("HangupRequest", one, ("Cause", str(cause)))
-        pbx._gone(two, cause)
+        pbx.gone(two, cause)
         pbx.channel_event("SoftHangupRequest", one, ("Cause", "16"))
-        pbx._gone(one, 16)
+        pbx.gone(one, 16)
 
     def hangup(self, ch: SimChannel, cause: int = 16) -> None:
         """AMI Hangup: a ringing outbound leg is cancelled like Asterisk does it."""
@@ -182,11 +170,11 @@ class Dialplan:
             pbx.dial_event("DialEnd", ch, ch.dial_caller, ("DialStatus", "NOANSWER"))
             if two is not None and not two.hung_up:
                 pbx.channel_event("HangupRequest", two, ("Cause", str(cause)))
-            pbx._gone(ch, cause)
+            pbx.gone(ch, cause)
             self.originate_failed(ch, 0)
             if two is not None and not two.hung_up:
                 pbx.channel_event("SoftHangupRequest", two, ("Cause", str(cause)))
-                pbx._gone(two, cause)
+                pbx.gone(two, cause)
             return
         pbx.hangup(ch, cause)
 
@@ -264,13 +252,14 @@ def _is_human(d: Dialplan, ch: SimChannel) -> bool:
     return human
 
 
-async def _amd(d: Dialplan, ch: SimChannel, event: str) -> bool:
+async def _amd(d: Dialplan, ch: SimChannel, event: str, *fields: tuple[str, str]) -> bool:
     d.app(ch, "AMD")
     human = _is_human(d, ch)
     await d.wait(ch, AMD_HUMAN_DELAY if human else AMD_MACHINE_DELAY)
     status, cause = ("HUMAN", "HUMAN-800-800") if human else ("MACHINE", "MAXWORDS-3-2")
-    d.app(ch, "UserEvent", f"{event},Status: {status},Cause: {cause}")
-    d.pbx.user_event(ch, event, ("Status", status), ("Cause", cause))
+    body = "".join(f"{k}: {v}," for k, v in fields)
+    d.app(ch, "UserEvent", f"{event},{body}Status: {status},Cause: {cause}")
+    d.pbx.user_event(ch, event, *fields, ("Status", status), ("Cause", cause))
     d.pbx.count("amd_" + status.lower())
     d.app(ch, "GotoIf", f"{0 if human else 1}?machine")
     if not human:
@@ -281,7 +270,9 @@ async def _amd(d: Dialplan, ch: SimChannel, event: str) -> bool:
 
 
 async def pratica_amd(d: Dialplan, ch: SimChannel) -> None:
-    await _amd(d, ch, "PraticaAMD")
+    attempt = ch.variables.get("ATTEMPT", "")
+    d.app(ch, "NoOp", f"Pratica attempt {attempt}")
+    await _amd(d, ch, "PraticaAMD", ("Attempt", attempt))
     d.app(ch, "Goto", "pratica-hold,s,1")
     await hold_for_agent(d, ch, abandon_after=True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import random
 import secrets
@@ -26,6 +27,7 @@ from dialer.sim.pbx import Pbx
 log = logging.getLogger(__name__)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+MAX_WRITE_BACKLOG = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,8 @@ class AmiSimulator:
     async def serve_forever(self) -> None:
         if self._server is None:
             await self.start()
-        assert self._server is not None  # for the type checker; start() sets it
-        await self._server.serve_forever()
+        if self._server is not None:
+            await self._server.serve_forever()
 
     def freeze(self) -> None:
         """Fault: current connections go silent (half-open link): no replies, no events."""
@@ -131,6 +133,19 @@ class AmiSimulator:
         finally:
             self.sessions.discard(session)
             self.pbx.listeners[:] = [x for x in self.pbx.listeners if x != session.on_event]
+            self.update_interest()
+
+    def update_interest(self) -> None:
+        """Mute the event classes that no logged-in session receives."""
+        wanted: set[str] = set()
+        for session in self.sessions:
+            if not session.authenticated:
+                continue
+            if session.events is None:
+                self.pbx.muted = frozenset()
+                return
+            wanted |= session.events
+        self.pbx.muted = frozenset({"call", "dialplan", "user", "system", "agent"} - wanted)
 
 
 class AmiSession:
@@ -153,6 +168,10 @@ class AmiSession:
         if self.closed or self.writer.is_closing():
             return
         self.writer.write(encode(message))
+        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
+            # A client that does not read: Asterisk drops it after `writetimeout`.
+            log.warning("AMI simulator: client not reading, dropping its connection")
+            self.drop()
 
     def drop(self) -> None:
         self.closed = True
@@ -250,10 +269,11 @@ class AmiSession:
             return
         if name == "events":
             self.events = _event_mask(action.get("EventMask"))
+            self.sim.update_interest()
             state = "Off" if self.events == frozenset() else "On"
             self.send(response(action, "Success", ("Events", state)))
             return
-        handler = self.sim.actions.handlers().get(name)
+        handler = self.sim.actions.handlers.get(name)
         if handler is None:
             self.send(error(action, f"Invalid/unknown command: {action.action}. "
                                     "Use Action: ListCommands to show available commands."))  # fmt: skip
@@ -265,14 +285,11 @@ class AmiSession:
 
     async def login(self, action: AmiMessage) -> None:
         options = self.sim.options
-        secret_ok = action.get("Username") == options.username and (
-            action.get("Secret") == options.secret
+        secret_ok = _same(action.get("Username"), options.username) and (
+            _same(action.get("Secret"), options.secret)
             if action.get("AuthType").lower() != "md5"
             else bool(self.challenge)
-            and action.get("Key")
-            == hashlib.md5(
-                (self.challenge + options.secret).encode(), usedforsecurity=False
-            ).hexdigest()
+            and _same(action.get("Key"), _md5_key(self.challenge, options.secret))
         )
         if not secret_ok:
             log.info("AMI simulator: authentication failed for %r", action.get("Username"))
@@ -292,6 +309,7 @@ class AmiSession:
         if self.events is None or "system" in self.events:
             self.send(booted)
         self.sim.pbx.listeners.append(self.on_event)
+        self.sim.update_interest()
 
     def _security_event(self, event: str, severity: str, *extra: tuple[str, str]) -> AmiMessage:
         return AmiMessage((("Event", event), ("Privilege", "security,all"),
@@ -306,3 +324,12 @@ def _event_mask(text: str) -> frozenset[str] | None:
     if value in ("off", "no", "false", "0"):
         return frozenset()
     return frozenset(part.strip() for part in value.split(",") if part.strip())
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _md5_key(challenge: str, secret: str) -> str:
+    """Asterisk's MD5 login: md5(challenge + secret), hex."""
+    return hashlib.md5((challenge + secret).encode(), usedforsecurity=False).hexdigest()

@@ -58,6 +58,7 @@ class Normalizer:
         out: dict[str, list[tuple[str, ...]]] = {}
         for m in messages:
             event = m.event
+            item: tuple[str, ...]
             if m.response and not event:
                 key, item = "responses", (m.response, m.get("Message"), m.get("EventList"))
             elif event in PER_CHANNEL:
