@@ -68,6 +68,8 @@ class AmiSettings:
     ping_interval: float = 10.0
     # AMI event classes to receive; without `dialplan` the traffic is ~60% smaller.
     events: str = "call,user,system"
+    # The agent's nailed-up leg: `{extension}` (the user's SIP extension) or `{agent_id}`.
+    agent_dial_template: str = "PJSIP/{extension}"
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,24 @@ class AttemptLedger:
 
         self._queue.put_nowait(write)
 
+    def settle_undisposed(self, key: str, campaign: Campaign, now: datetime) -> None:
+        """Wrap-up ran out without a disposition: the contact was made, the lead is done
+        (a supervisor can still reopen the case); recorded as disposition 'none'."""
+
+        async def write(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                lead_id = await conn.fetchval(
+                    "UPDATE call_attempts SET disposition = 'none' "
+                    "WHERE attempt_key = $1 AND disposition IS NULL RETURNING lead_id",
+                    key,
+                )
+                if lead_id is not None:
+                    await finish_attempt(
+                        conn, campaign, lead_id, AttemptOutcome.CONNECTED, now, self.default_zones
+                    )
+
+        self._queue.put_nowait(write)
+
     def close(self, end: AttemptEnd, campaign: Campaign | None) -> None:
         async def write(conn: asyncpg.Connection) -> None:
             await self._close(conn, end, campaign)

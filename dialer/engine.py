@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -30,7 +30,7 @@ from core.identity import SYSTEM
 from dialer.agent_desk import AgentDesk
 from dialer.agents import AgentSession, AgentState, AgentStateError
 from dialer.attempts import AttemptEnd, AttemptLedger
-from dialer.call_control import AMD_CONTEXT, HOLD_CONTEXT, CallControl, UnknownCall
+from dialer.call_control import AMD_CONTEXT, HOLD_CONTEXT, CallControl
 from dialer.call_notices import (
     CallAnswered,
     CallConnected,
@@ -40,7 +40,6 @@ from dialer.call_notices import (
     LiveAnswer,
     MachineDetected,
 )
-from dialer.call_state import CallAttempt
 from dialer.campaigns import Campaign, get_campaign
 from dialer.leads import ClaimedLead, claim_leads, promote_due, zone_sets
 from dialer.switchboard import Switchboard, WaitingCall
@@ -49,18 +48,34 @@ log = logging.getLogger(__name__)
 
 
 class Pacer(Protocol):
+    def start(self, campaign: Campaign, live: int = 0, abandoned: int = 0) -> None:
+        """Begin pacing a campaign, with its regulatory window's record so far."""
+        ...
+
     def launch(
         self,
         campaign: Campaign,
         agents: Sequence[AgentSession],
-        in_flight: Sequence[CallAttempt],
+        ringing: Sequence[float],
+        waiting_live: int,
         now: float,
     ) -> int:
-        """How many new calls the campaign should place now."""
+        """How many new calls the campaign should place now (`ringing`: seconds each call
+        in flight has rung without a live decision)."""
         ...
 
-    def observe(self, campaign_id: int, call: CallEnded, now: float) -> None:
-        """Learn from a finished call (answer rates, ring and talk times)."""
+    def dial_ended(self, campaign_id: int, now: float, outcome: str, seconds: float) -> None:
+        """A dial reached its live decision ('live') or ended ('machine' or other)."""
+        ...
+
+    def live_settled(self, campaign_id: int, abandoned: bool) -> None:
+        """A live answer was connected, or abandoned."""
+        ...
+
+    def agent_changed(
+        self, campaign_ids: frozenset[int], before: AgentSession, after: AgentSession, now: float
+    ) -> None:
+        """Learn talk and wrap-up times from agent state changes."""
         ...
 
 
@@ -75,6 +90,8 @@ class EngineSettings:
     promote_every: float = 5.0
     max_launch: int = 50  # never more than this many originates per campaign per tick
     wrap_up_max: float = 60.0
+    # Per-agent wrap-up limits overriding `wrap_up_max` (simulated agents in the demo).
+    wrap_limits: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,6 +102,7 @@ class LiveCall:
     started: float
     preferred_agent_id: int | None = None
     agent_id: int | None = None
+    live_at: float | None = None
     connected: float | None = None
     abandoned: bool = False
 
@@ -126,6 +144,7 @@ class CampaignEngine:
         self.board = Switchboard()
         self.counters = EngineCounters()
         self._wrap_deadlines: dict[int, float] = {}
+        self._wrapping: dict[int, tuple[int, str]] = {}  # agent -> (campaign, attempt key)
         self._last_promote: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -160,7 +179,23 @@ class CampaignEngine:
             raise LookupError(f"no campaign {campaign_id}")
         self._extensions.update({r["id"]: r["sip_extension"] for r in rows})
         self.campaigns[campaign.id] = campaign
+        live, abandoned = await self._window_record(campaign)
+        self.pacer.start(campaign, live, abandoned)
         return campaign
+
+    async def _window_record(self, campaign: Campaign) -> tuple[int, int]:
+        """Live answers and abandons of the campaign over its regulatory window."""
+        seconds = {"24h": 86400, "30d": 30 * 86400}.get(str(campaign.compliance.abandon_window))
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE outcome IN ('completed', 'abandoned', 'live_answer')) "
+                "AS live, count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned "
+                "FROM call_attempts WHERE campaign_id = $1 "
+                "AND ($2::int IS NULL OR started_at > now() - make_interval(secs => $2))",
+                campaign.id,
+                seconds,
+            )
+        return int(row["live"]), int(row["abandoned"])
 
     def remove_campaign(self, campaign_id: int) -> None:
         self.campaigns.pop(campaign_id, None)
@@ -185,14 +220,13 @@ class CampaignEngine:
             if campaign_id in s.campaign_ids and s.state is not AgentState.LOGGED_OUT
         ]
 
-    def in_flight(self, campaign_id: int) -> list[CallAttempt]:
-        out = []
-        for key, call in self.live.items():
-            if call.campaign_id != campaign_id or call.connected is not None or call.abandoned:
-                continue
-            with contextlib.suppress(UnknownCall):
-                out.append(self.calls.call(key))
-        return out
+    def ringing(self, campaign_id: int, now: float) -> list[float]:
+        """Seconds each call of the campaign has been in flight without a live decision."""
+        return [
+            now - call.started
+            for call in self.live.values()
+            if call.campaign_id == campaign_id and call.live_at is None
+        ]
 
     async def pace(self, campaign: Campaign) -> int:
         """One pacing decision for one campaign; returns how many calls were placed."""
@@ -204,8 +238,9 @@ class CampaignEngine:
             if now - self._last_promote.get(campaign.id, -1e9) >= self.settings.promote_every:
                 await promote_due(conn, campaign.id, wall)
                 self._last_promote[campaign.id] = now
+            waiting = sum(1 for w in self.board.waiting.values() if w.campaign_id == campaign.id)
             want = self.pacer.launch(
-                campaign, self.agents_of(campaign.id), self.in_flight(campaign.id), now
+                campaign, self.agents_of(campaign.id), self.ringing(campaign.id, now), waiting, now
             )
             want = min(want, self.settings.max_launch)
             if want <= 0:
@@ -257,6 +292,8 @@ class CampaignEngine:
             self.counters.live += 1
             self.ledger.mark(call.key, amd_at=wall, amd_result=notice.amd_status or "HUMAN")
             now = self.clock.monotonic()
+            call.live_at = now
+            self.pacer.dial_ended(call.campaign_id, now, "live", now - call.started)
             campaign = self.campaigns.get(call.campaign_id)
             limit = campaign.compliance.connect_limit if campaign else 2.0
             self.board.arrive(
@@ -298,13 +335,18 @@ class CampaignEngine:
             with contextlib.suppress(AgentStateError):
                 if session.state is AgentState.ON_CALL:
                     self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP)
-                    self._wrap_deadlines[agent_id] = now + self.settings.wrap_up_max
+                    limit = self.settings.wrap_limits.get(agent_id, self.settings.wrap_up_max)
+                    self._wrap_deadlines[agent_id] = now + limit
+                    self._wrapping[agent_id] = (call.campaign_id, call.key)
                     self._wake.set()
                 elif session.state is AgentState.RESERVED:
                     self.desk.change(SYSTEM, agent_id, AgentState.READY)
         campaign = self.campaigns.get(call.campaign_id)
-        if campaign is not None:
-            self.pacer.observe(campaign.id, notice, now)
+        if call.live_at is None:
+            kind = "machine" if outcome is CallOutcome.MACHINE else "other"
+            self.pacer.dial_ended(call.campaign_id, now, kind, now - call.started)
+        else:
+            self.pacer.live_settled(call.campaign_id, outcome is CallOutcome.ABANDONED)
         duration = None if call.connected is None else max(0.0, now - call.connected)
         self.ledger.close(
             AttemptEnd(
@@ -377,8 +419,17 @@ class CampaignEngine:
             for agent_id, deadline in list(self._wrap_deadlines.items()):
                 if now >= deadline:
                     del self._wrap_deadlines[agent_id]
-                    if self.desk.session(agent_id).state is AgentState.WRAP_UP:
+                    session = self.desk.session(agent_id)
+                    if session.state is AgentState.WRAP_UP:
                         # Wrap-up is bounded: the agent is made ready again.
+                        key = self._wrapping.pop(agent_id, None)
+                        if key is not None:
+                            campaign_id, attempt_key = key
+                            campaign = self.campaigns.get(campaign_id)
+                            if campaign is not None:
+                                self.ledger.settle_undisposed(
+                                    attempt_key, campaign, self.clock.now()
+                                )
                         self.desk.change(SYSTEM, agent_id, AgentState.READY)
             deadlines = [d for d in (self.board.next_deadline(),) if d is not None]
             deadlines += list(self._wrap_deadlines.values())
@@ -391,6 +442,7 @@ class CampaignEngine:
     # --- agents -----------------------------------------------------------------------------
 
     def _agent_changed(self, before: AgentSession, after: AgentSession) -> None:
+        self.pacer.agent_changed(before.campaign_ids, before, after, self.clock.monotonic())
         if after.state is AgentState.READY:
             if before.state is AgentState.LOGGED_OUT:
                 self._start_shift(after)
@@ -398,6 +450,7 @@ class CampaignEngine:
                 asyncio.get_running_loop().create_task(self.assign())
         if after.state is not AgentState.WRAP_UP:
             self._wrap_deadlines.pop(after.agent_id, None)
+            self._wrapping.pop(after.agent_id, None)
 
     def _start_shift(self, session: AgentSession) -> None:
         """First ready of a shift: join the node's campaigns and nail up the agent's leg."""

@@ -20,7 +20,7 @@ from dialer.call_control import CallControl
 from dialer.campaigns import create_campaign
 from dialer.engine import CampaignEngine, EngineSettings
 from dialer.leads import load_leads
-from dialer.pacing_bridge import ProgressivePacer
+from dialer.pacing_bridge import CampaignPacer
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import DebtorModel
 from dialer.sim.server import AmiSimulator, SimOptions
@@ -69,7 +69,7 @@ async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
         clock,
         desk,
         calls,
-        ProgressivePacer(),
+        CampaignPacer(),
         EngineSettings(
             dial_template="Local/{number}@sim-debtors",
             agent_dial_template="Local/{agent_id}@sim-agents",
@@ -142,15 +142,12 @@ async def test_a_small_campaign_runs_end_to_end(rig: Rig):
     assert all(r["attempts_total"] == 1 for r in lead_states)
 
 
-class OverDialing:
-    """A deliberately aggressive pacer: three calls per ready agent, to force abandons."""
+class OverDialing(CampaignPacer):
+    """Our pacer in power mode at three calls per free agent, to force abandons."""
 
-    def launch(self, campaign, agents, in_flight, now):
+    def launch(self, campaign, agents, ringing, waiting_live, now):
         ready = sum(1 for a in agents if a.state is AgentState.READY)
-        return max(0, 3 * ready - len(in_flight))
-
-    def observe(self, campaign_id, call, now):
-        return None
+        return max(0, 3 * ready - len(ringing))
 
 
 async def test_live_answers_without_a_free_agent_are_abandoned_within_the_limit(rig: Rig):

@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from core.settings import SettingsError, load_settings
-from web.cli import admin, portfolio, server, sim_pbx, stats
+from web.cli import admin, pacing_sim, portfolio, server, sim_pbx, stats
 
 # Modules contributing subcommands; later features add theirs here.
-COMMAND_MODULES = [server, admin, portfolio, stats, sim_pbx]
+COMMAND_MODULES = [server, admin, portfolio, stats, sim_pbx, pacing_sim]
 
 
 class CommandError(Exception):

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from core.clock import SystemClock
+from core.clock import Clock, SystemClock
+from core.embedded_pg import free_port
+from core.identity import SYSTEM
 from core.settings import Settings, load_settings
+from dialer.agents import AgentState
+from dialer.campaigns import get_campaign
+from dialer.leads import load_leads
+from dialer.sim.clock import ScaledClock
+from dialer.sim.debtors import DebtorModel
+from dialer.sim.server import AmiSimulator, SimOptions
+from web.api_agents import DESK
+from web.api_campaigns import STATS
 from web.app import create_app
 from web.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
-from web.keys import POOL
+from web.dialer_runtime import WRAP_LIMITS, engine_view
+from web.keys import CLOCK, POOL
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,24 +41,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="run everything embedded with demo users and data")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--time-scale", type=float, default=5.0, help="virtual seconds per real second")
     p.set_defaults(func=cmd_demo)
 
 
-def _with_overrides(args: argparse.Namespace) -> Settings:
+def _with_overrides(args: argparse.Namespace, **more: Any) -> Settings:
     base: Settings = args.settings
     return load_settings(
-        None if not args.config else __import__("pathlib").Path(args.config),
+        Path(args.config) if args.config else None,
         data_dir=str(base.data_dir),
         server__host=args.host,
         server__port=args.port,
+        **more,
     )
 
 
 async def run_server(
     settings: Settings,
     on_started: Callable[[web.Application, str], Awaitable[None]] | None = None,
+    clock: Clock | None = None,
+    prepare: Callable[[web.Application], None] | None = None,
 ) -> None:
-    app = create_app(settings, SystemClock())
+    app = create_app(settings, clock or SystemClock())
+    if prepare is not None:
+        prepare(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -68,19 +90,104 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = _with_overrides(args)
+    scale = float(args.time_scale)
+    if scale <= 0:
+        print("pratica: --time-scale must be positive", file=sys.stderr)
+        return 2
+    sim_port = free_port()
+    settings = _with_overrides(args, ami__host="127.0.0.1", ami__port=sim_port, ami__secret="pratica-sim",
+                               ami__dial_template="Local/{number}@sim-debtors",
+                               ami__agent_dial_template="Local/{agent_id}@sim-agents")  # fmt: skip
+    clock = ScaledClock(scale)
+    # Every call would log a line; the live view shows the numbers instead.
+    for noisy in ("dialer", "panoramisk", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    simulator = AmiSimulator(
+        SimOptions(
+            port=sim_port,
+            time_scale=scale,
+            secret="pratica-sim",
+            auth_fail_delay=0.1,
+            start=clock.now(),
+            debtors=DebtorModel(talk_median=90.0),
+        )  # fmt: skip
+    )
+
+    async def run() -> None:
+        await simulator.start()
+        try:
+            await run_server(settings, started, clock=clock, prepare=prepare)
+        finally:
+            await simulator.close()
+
+    def prepare(app: web.Application) -> None:
+        # Seed before the dialer starts, so it finds the demo campaign and its leads.
+        app.cleanup_ctx.insert(len(app.cleanup_ctx) - 1, seed_ctx)
+
+    async def seed_ctx(app: web.Application) -> AsyncIterator[None]:
+        campaign_id, simulated = await seed_demo(app[POOL], settings.data_dir)
+        async with app[POOL].acquire() as conn:
+            campaign = await get_campaign(conn, campaign_id)
+            assert campaign is not None
+            await load_leads(conn, campaign, clock.now(), (settings.locale.timezone,))
+        app[WRAP_LIMITS] = {agent_id: 20.0 for agent_id in simulated}
+        app[DEMO] = (campaign_id, simulated)
+        yield
 
     async def started(app: web.Application, url: str) -> None:
-        await seed_demo(app[POOL])
-        lines = [
-            "",
+        campaign_id, simulated = app[DEMO]
+        desk = app[DESK]
+        for agent_id in simulated:
+            desk.change(SYSTEM, agent_id, AgentState.READY)
+        header = [
             f"Pratica demo is running: {url}",
             "Demo logins (password for all: " + DEMO_PASSWORD + "):",
             *(f"  {username:<12} {role}" for username, role in DEMO_USERS),
-            "Stop with Ctrl-C.",
-            "",
+            f"AMI simulator on 127.0.0.1:{sim_port}; time runs {scale:g}x faster than real time.",
+            f"Campaign {campaign_id} dials with {len(simulated)} simulated agents; "
+            "log in as agent1 and press Ready to take calls too. Stop with Ctrl-C.",
         ]
-        print("\n".join(lines), flush=True)
+        print("\n".join(["", *header, ""]), flush=True)
+        asyncio.get_running_loop().create_task(live_view(app, header, campaign_id))
 
-    asyncio.run(run_server(settings, started))
+    asyncio.run(run())
     return 0
+
+
+DEMO: web.AppKey[tuple[int, list[int]]] = web.AppKey("demo", tuple)
+
+
+async def live_view(app: web.Application, header: list[str], campaign_id: int) -> None:
+    """The dialer's numbers in the terminal, redrawn in place (a line every 15 s when the
+    output is not a terminal)."""
+    tty = sys.stdout.isatty()
+    started = app[CLOCK].monotonic()
+    while True:
+        await asyncio.sleep(1.0 if tty else 15.0)
+        desk = app[DESK]
+        now = app[CLOCK].monotonic()
+        sessions = list(desk.sessions.values())
+        states = Counter(s.state.value for s in sessions)
+        talk = sum(
+            s.talk_seconds + (s.elapsed(now) if s.state is AgentState.ON_CALL else 0.0)
+            for s in sessions
+        )
+        logged = sum(1 for s in sessions if s.state is not AgentState.LOGGED_OUT)
+        occupancy = talk / (logged * max(now - started, 1.0)) if logged else 0.0
+        engine = engine_view(app)
+        stats = app[STATS].snapshot(campaign_id) or {}
+        window = stats.get("windows", {}).get(stats.get("regulatory_window", ""), {})
+        lines = [
+            "agents: " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(states.items())),
+            f"dials {engine.get('dialed', 0)}  live answers {engine.get('live', 0)}  "
+            f"machines {engine.get('machines', 0)}  connects {engine.get('connected', 0)}  "
+            f"abandons {engine.get('abandoned', 0)}  in flight {engine.get('in_flight', 0)}",
+            f"abandon rate {stats.get('abandon_rate', 0.0) * 100:.2f}% of "
+            f"{window.get('live_answers', 0)} live answers (cap {stats.get('abandon_cap', 0.03) * 100:.0f}%)"
+            f"   talk occupancy {occupancy:.0%}",
+        ]
+        if tty:
+            sys.stdout.write("\x1b[H\x1b[2J" + "\n".join([*header, "", *lines]) + "\n")
+        else:
+            sys.stdout.write(" | ".join(lines) + "\n")
+        sys.stdout.flush()

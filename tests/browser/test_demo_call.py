@@ -1,0 +1,80 @@
+"""The newcomer's path in the README: start the demo, log in as an agent, take a
+simulated call, and see it in the case's timeline."""
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from playwright.async_api import Browser, expect
+
+from core.embedded_pg import free_port
+
+PRATICA = str(Path(sys.executable).parent / "pratica")
+
+
+async def test_agent_takes_a_simulated_call_and_sees_it_in_the_timeline(
+    browser: Browser, tmp_path: Path
+):
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PRATICA_", "DATABASE_", "REDIS_"))
+    }
+    proc = await asyncio.create_subprocess_exec(
+        PRATICA,
+        "--data-dir",
+        str(tmp_path / "var"),
+        "demo",
+        "--port",
+        str(port),
+        "--time-scale",
+        "10",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    try:
+        async with asyncio.timeout(120):
+            while not any("Pratica demo is running" in line for line in output):
+                line = (await proc.stdout.readline()).decode()
+                assert line, "demo exited early:\n" + "".join(output)
+                output.append(line)
+
+        async def drain() -> None:
+            while await proc.stdout.readline():
+                pass
+
+        drainer = asyncio.create_task(drain())
+        context = await browser.new_context()
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.get_by_label("Username").fill("agent1")
+        await page.get_by_label("Password").fill("pratica-demo")
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.locator("#link-state")).to_have_text("connected")
+        await page.get_by_role("button", name="Ready").click()
+        # The dialer connects a live debtor: the case pops up by itself.
+        await expect(page.locator("#case-card h2")).to_be_visible(timeout=90_000)
+        await expect(page.locator("#call-banner")).to_contain_text("Connected")
+        # The debtor hangs up after talking; the agent is in wrap-up with the disposition form.
+        await expect(page.locator("#agent-state")).to_have_text("wrap up", timeout=90_000)
+        await expect(page.locator("#disposition")).to_be_visible()
+        await page.get_by_label("Outcome").select_option("promise_to_pay")
+        await page.get_by_label("Promise amount").fill("150,00".replace(",", "."))
+        await page.get_by_label("Promise due").fill("2099-01-31")
+        await page.get_by_label("Note").fill("Will pay at the end of the month")
+        await page.get_by_role("button", name="Save disposition").click()
+        await expect(page.locator("#status")).to_have_text("Disposition saved")
+        timeline = page.locator("#timeline")
+        await expect(timeline).to_contain_text("Outbound call: connected to an agent")
+        await expect(timeline).to_contain_text("Promise to pay 150.00")
+        await expect(timeline).to_contain_text("Will pay at the end of the month")
+        await expect(page.locator("#agent-state")).to_have_text("ready")
+        await context.close()
+        drainer.cancel()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 60)
