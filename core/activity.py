@@ -192,6 +192,60 @@ async def add(
     return result
 
 
+async def add_many(pool: asyncpg.Pool, bus: EventBus, items: list[NewActivity]) -> list[Appended]:
+    """Append a batch in one transaction and one statement (a burst of webhooks, a channel
+    sync); same idempotency by external id and the same announcements as `add`."""
+    if not items:
+        return []
+    columns = list(zip(*(
+        (n.case_id, n.kind.value, n.channel.value, n.direction.value, n.occurred_at, n.agent_id,
+         n.summary, n.body, n.reference, n.delivery_status, n.external_id, dict(n.data))
+        for n in items
+    ), strict=True))  # fmt: skip
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "INSERT INTO activities (case_id, kind, channel, direction, occurred_at, agent_id, "  # noqa: S608
+            "summary, body, reference, delivery_status, external_id, data) "
+            "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], "
+            "$5::timestamptz[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], "
+            "$11::text[], $12::jsonb[]) "
+            "ON CONFLICT (channel, external_id) WHERE external_id IS NOT NULL DO NOTHING "
+            "RETURNING " + _COLUMNS,
+            *(list(c) for c in columns),
+        )
+        created = {(r["channel"], r["external_id"]): _activity(r) for r in rows if r["external_id"]}
+        fresh = [_activity(r) for r in rows]
+        missing = [
+            n for n in items if n.external_id and (n.channel.value, n.external_id) not in created
+        ]
+        existing: dict[tuple[str, str], Activity] = {}
+        if missing:
+            found = await conn.fetch(
+                "SELECT " + _COLUMNS + " FROM activities a "  # noqa: S608
+                "JOIN unnest($1::text[], $2::text[]) AS k(channel, external_id) "
+                "USING (channel, external_id)",
+                [n.channel.value for n in missing],
+                [n.external_id for n in missing],
+            )
+            existing = {(r["channel"], r["external_id"]): _activity(r) for r in found}
+    for act in fresh:
+        await announce(bus, act)
+    out: list[Appended] = []
+    unkeyed = iter(a for a in fresh if a.external_id is None)
+    returned: set[tuple[str, str]] = set()
+    for n in items:
+        if n.external_id is None:
+            out.append(Appended(next(unkeyed), True))
+            continue
+        key = (n.channel.value, n.external_id)
+        if key in created:
+            out.append(Appended(created[key], key not in returned))  # a repeat within the batch
+            returned.add(key)
+        else:
+            out.append(Appended(existing[key], False))
+    return out
+
+
 async def update_delivery(
     conn: asyncpg.Connection, channel: Channel, external_id: str, status: str
 ) -> Activity | None:

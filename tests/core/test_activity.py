@@ -112,3 +112,21 @@ async def test_concurrent_retries_of_one_webhook_file_one_activity(pool):
     )
     assert sum(r.created for r in results) == 1
     assert len({r.activity.id for r in results}) == 1
+
+
+async def test_batches_keep_idempotency_and_announce_only_new_ones(pool):
+    async with pool.acquire() as conn:
+        case_id = await new_case(conn)
+    bus = InProcessBus()
+    await activity.add(pool, bus, sms(case_id, 1, "B1"))
+    batch = [
+        sms(case_id, 1, "B1"),
+        sms(case_id, 2, "B2"),
+        sms(case_id, 3, None),
+        sms(case_id, 2, "B2"),
+    ]
+    results = await activity.add_many(pool, bus, batch)
+    assert [r.created for r in results] == [False, True, True, False]
+    assert results[1].activity.id == results[3].activity.id
+    announced = await bus.read(activity.ACTIVITIES_TOPIC, "g", "c", count=100)
+    assert [m.data["activity"]["summary"] for m in announced] == ["SMS 1", "SMS 2", "SMS 3"]
