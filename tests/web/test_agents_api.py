@@ -2,23 +2,15 @@ import asyncio
 
 from aiohttp.test_utils import TestClient
 
-from core import users
 from core.identity import SYSTEM, Role
 from dialer.agents import AgentState
+from tests.support.web import login
 from web.api_agents import DESK
 from web.keys import POOL
 
 
-async def login(client: TestClient, username: str, role: Role) -> int:
-    async with client.app[POOL].acquire() as conn:
-        user = await users.create_user(conn, SYSTEM, username, "password1", role)
-    response = await client.post("/api/login", json={"username": username, "password": "password1"})
-    assert response.status == 200
-    return user.id
-
-
 async def test_agent_goes_ready_pauses_and_it_is_logged_audited_and_visible(client: TestClient):
-    agent_id = await login(client, "desk1", Role.AGENT)
+    agent_id = (await login(client, "desk1", Role.AGENT)).id
     r = await client.post("/api/agents/me/state", json={"state": "ready"})
     assert r.status == 200 and (await r.json())["agent"]["state"] == "ready"
     r = await client.post("/api/agents/me/state", json={"state": "pause", "reason": "nap"})
@@ -42,7 +34,7 @@ async def test_agent_goes_ready_pauses_and_it_is_logged_audited_and_visible(clie
 
 
 async def test_browsers_cannot_claim_engine_states_and_supervisors_see_all(client: TestClient):
-    agent_id = await login(client, "desk2", Role.AGENT)
+    agent_id = (await login(client, "desk2", Role.AGENT)).id
     r = await client.post("/api/agents/me/state", json={"state": "on_call"})
     assert r.status == 409
     desk = client.app[DESK]
@@ -57,7 +49,7 @@ async def test_browsers_cannot_claim_engine_states_and_supervisors_see_all(clien
 
 
 async def test_state_changes_are_published_to_the_agent_and_wallboard(client: TestClient):
-    agent_id = await login(client, "desk3", Role.AGENT)
+    agent_id = (await login(client, "desk3", Role.AGENT)).id
     ws = await client.ws_connect("/ws")
     await ws.receive_json(timeout=5)
     await ws.send_json({"id": 1, "type": "subscribe", "topic": f"agent:{agent_id}"})

@@ -1,21 +1,10 @@
 from aiohttp.test_utils import TestClient
 
-from core import cases, users
+from core import cases
 from core.identity import SYSTEM, Role
 from tests.support.factories import new_case
+from tests.support.web import login
 from web.keys import POOL
-
-
-async def login(
-    client: TestClient, username: str, role: Role, team: str | None = None
-) -> users.User:
-    async with client.app[POOL].acquire() as conn:
-        team_id = await users.ensure_team(conn, team) if team else None
-        user = await users.create_user(conn, SYSTEM, username, "password1", role, team_id=team_id)
-    client.session.cookie_jar.clear()
-    r = await client.post("/api/login", json={"username": username, "password": "password1"})
-    assert r.status == 200
-    return user
 
 
 async def test_agent_works_a_case_assigned_to_them(client: TestClient):

@@ -3,18 +3,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp.test_utils import TestClient
 
-from core import users
-from core.identity import SYSTEM, Role
+from core.identity import Role
 from dialer.live_stats import CALLS_TOPIC
+from tests.support.web import login
 from web.api_campaigns import STATS
 from web.keys import BUS, POOL
-
-
-async def login(client: TestClient, username: str, role: Role) -> None:
-    async with client.app[POOL].acquire() as conn:
-        await users.create_user(conn, SYSTEM, username, "password1", role)
-    response = await client.post("/api/login", json={"username": username, "password": "password1"})
-    assert response.status == 200
 
 
 async def record_attempts(client: TestClient, campaign_id: int, outcomes: list[str]) -> None:

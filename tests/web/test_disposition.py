@@ -2,11 +2,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp.test_utils import TestClient
 
-from core import users
 from core.identity import SYSTEM, Role
 from dialer.campaigns import create_campaign
 from dialer.leads import load_leads
 from tests.support.factories import new_case
+from tests.support.web import login
 from web.keys import POOL
 
 
@@ -31,16 +31,8 @@ async def connected_call(client: TestClient, agent_id: int, key: str) -> tuple[i
     return case_id, lead_id
 
 
-async def login(client: TestClient, username: str, role: Role) -> int:
-    async with client.app[POOL].acquire() as conn:
-        user = await users.create_user(conn, SYSTEM, username, "password1", role)
-    client.session.cookie_jar.clear()
-    await client.post("/api/login", json={"username": username, "password": "password1"})
-    return user.id
-
-
 async def test_disposition_updates_case_promise_lead_and_ledger_together(client: TestClient):
-    agent = await login(client, "anna", Role.AGENT)
+    agent = (await login(client, "anna", Role.AGENT)).id
     case_id, lead_id = await connected_call(client, agent, "k1")
     r = await client.post(
         "/api/calls/k1/disposition",
@@ -71,7 +63,7 @@ async def test_disposition_updates_case_promise_lead_and_ledger_together(client:
 
 
 async def test_only_the_calls_agent_disposes_and_a_bad_status_changes_nothing(client: TestClient):
-    owner = await login(client, "owner", Role.AGENT)
+    owner = (await login(client, "owner", Role.AGENT)).id
     case_id, _ = await connected_call(client, owner, "k2")
     await login(client, "intruder", Role.AGENT)
     r = await client.post("/api/calls/k2/disposition", json={"status": "refused"})
@@ -93,7 +85,7 @@ async def test_only_the_calls_agent_disposes_and_a_bad_status_changes_nothing(cl
 
 
 async def test_a_callback_reschedules_the_lead_for_the_same_agent(client: TestClient):
-    agent = await login(client, "cb", Role.AGENT)
+    agent = (await login(client, "cb", Role.AGENT)).id
     _, lead_id = await connected_call(client, agent, "k3")
     at = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
     r = await client.post(

@@ -1,17 +1,9 @@
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from core import users
-from core.identity import SYSTEM, Role
-from web.keys import BUS, POOL
-
-
-async def login(client: TestClient, username: str, role: Role) -> int:
-    async with client.app[POOL].acquire() as conn:
-        user = await users.create_user(conn, SYSTEM, username, "password1", role)
-    response = await client.post("/api/login", json={"username": username, "password": "password1"})
-    assert response.status == 200
-    return user.id
+from core.identity import Role
+from tests.support.web import login
+from web.keys import BUS
 
 
 async def ask(ws, request_id: int, **message):
@@ -29,7 +21,7 @@ async def test_handshake_without_session_is_closed(client: TestClient):
 
 
 async def test_agents_follow_only_their_own_channel(client: TestClient):
-    agent_id = await login(client, "ag1", Role.AGENT)
+    agent_id = (await login(client, "ag1", Role.AGENT)).id
     ws = await client.ws_connect("/ws")
     hello = await ws.receive_json(timeout=5)
     assert hello["user"] == {"id": agent_id, "role": "agent"}
@@ -42,7 +34,7 @@ async def test_agents_follow_only_their_own_channel(client: TestClient):
 
 
 async def test_events_on_the_bus_reach_the_browser(client: TestClient):
-    agent_id = await login(client, "ag2", Role.AGENT)
+    agent_id = (await login(client, "ag2", Role.AGENT)).id
     ws = await client.ws_connect("/ws")
     await ws.receive_json(timeout=5)
     await ask(ws, 1, type="subscribe", topic=f"agent:{agent_id}")
