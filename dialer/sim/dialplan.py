@@ -340,6 +340,7 @@ async def agent_conf(d: Dialplan, ch: SimChannel) -> None:
 async def join_agent(d: Dialplan, ch: SimChannel) -> None:
     """A debtor redirected here joins the agent's conference (`exten` is the agent)."""
     agent = ch.exten
+    d.app(ch, "MixMonitor", f"{ch.variables.get('ATTEMPT', ch.uniqueid)}.wav,b")
     d.app(ch, "ConfBridge", f"agent-{agent}")
     d.pbx.join_conference(ch, f"agent-{agent}")
     d.pbx.count("connected")

@@ -139,6 +139,16 @@ async def test_a_small_campaign_runs_end_to_end(rig: Rig):
     assert connected["agent_id"] in rig.agents and connected["amd_result"] == "HUMAN"
     assert [p["case_id"] for p in pops] == [cases[0]]
     assert {a["case_id"] for a in activities} == set(cases)
+    # The connected call's activity names its recording (MixMonitor in pratica-join-agent).
+    async with rig.pool.acquire() as conn:
+        recording = await conn.fetchval(
+            "SELECT a.reference FROM activities a JOIN call_attempts c ON c.attempt_key = a.external_id "
+            "WHERE c.outcome = 'completed'"
+        )
+        key = await conn.fetchval(
+            "SELECT attempt_key FROM call_attempts WHERE outcome = 'completed'"
+        )
+    assert recording == f"{key}.wav"
     assert all(r["attempts_total"] == 1 for r in lead_states)
 
 
