@@ -128,7 +128,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         campaign_id, simulated = await seed_demo(app[POOL], settings.data_dir)
         async with app[POOL].acquire() as conn:
             campaign = await get_campaign(conn, campaign_id)
-            assert campaign is not None
+            if campaign is None:
+                raise RuntimeError(f"demo campaign {campaign_id} vanished")
             await load_leads(conn, campaign, clock.now(), (settings.locale.timezone,))
         app[WRAP_LIMITS] = {agent_id: 20.0 for agent_id in simulated}
         app[DEMO] = (campaign_id, simulated)
