@@ -31,6 +31,15 @@ ROME = ["Europe/Rome"]
 
 @pytest.mark.timeout(180)
 async def test_two_engines_share_a_campaign_without_double_dials(pool):
+    await run_shared_campaign(pool, nodes=2, drop_link_after=None)
+
+
+@pytest.mark.timeout(180)
+async def test_an_ami_disconnect_mid_campaign_loses_nothing_and_dials_nothing_twice(pool):
+    await run_shared_campaign(pool, nodes=1, drop_link_after=20)
+
+
+async def run_shared_campaign(pool, nodes: int, drop_link_after: int | None) -> None:
     clock = ScaledClock(SCALE)
     sim = AmiSimulator(
         SimOptions(
@@ -77,7 +86,12 @@ async def test_two_engines_share_a_campaign_without_double_dials(pool):
             for n in range(8)
         ]
     engines, closers = [], []
-    for node, agents in (("node-a", agent_ids[:4]), ("node-b", agent_ids[4:])):
+    groups = (
+        [("node-a", agent_ids[:4]), ("node-b", agent_ids[4:])]
+        if nodes == 2
+        else [("node-a", agent_ids)]
+    )
+    for node, agents in groups:
         client = AmiClient(
             "127.0.0.1",
             sim.port,
@@ -115,9 +129,17 @@ async def test_two_engines_share_a_campaign_without_double_dials(pool):
         engines.append(engine)
         closers.append((engine, desk, calls, client))
     try:
+        dropped = False
         async with asyncio.timeout(120):
             while True:
                 await asyncio.sleep(0.5)
+                if (
+                    drop_link_after is not None
+                    and not dropped
+                    and engines[0].counters.dialed >= drop_link_after
+                ):
+                    sim.drop_connections()  # mid-campaign, with calls in flight
+                    dropped = True
                 async with pool.acquire() as conn:
                     # Abandoned numbers wait out the profile's embargo (5 days in Italy).
                     open_leads = await conn.fetchval(
@@ -173,9 +195,12 @@ async def test_two_engines_share_a_campaign_without_double_dials(pool):
     assert not any(r["overlapping"] for r in per_lead)
     truth = sim.pbx.truth
     attempts = sum(outcomes.values())
-    assert truth.get("originate", 0) == attempts + 8  # each attempt once, plus 8 agent legs
+    # Each attempt was originated once (plus the 8 agents' legs), even across a reconnect.
+    assert truth.get("originate", 0) == attempts + 8
     assert outcomes.get("abandoned", 0) == truth.get("abandon_message", 0)
     assert outcomes.get("completed", 0) == truth.get("connected", 0)
-    # Both nodes dialed.
+    # Every node dialed, and every dial is in the ledger.
     dialed = [e.counters.dialed for e in engines]
     assert all(d > 0 for d in dialed) and sum(dialed) == attempts
+    if drop_link_after is not None:
+        assert dropped
