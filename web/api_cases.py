@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from core import activity, cases
+from core import activity, cases, promises
 from core.identity import PermissionDenied, Role
 from crm_bridge import store
 from crm_bridge.workflow import change_status, workflow_of_case
@@ -157,7 +157,7 @@ async def add_promise(request: web.Request) -> web.Response:
     body = await _body(request)
     now = request.app[CLOCK].now()
     async with request.app[POOL].acquire() as conn:
-        promise, act = await cases.add_promise(
+        promise, act = await promises.add_promise(
             conn,
             current_actor(request),
             case_id,
@@ -183,7 +183,7 @@ async def add_payment(request: web.Request) -> web.Response:
     case_id = _case_id(request)
     body = await _body(request)
     async with request.app[POOL].acquire() as conn:
-        payment, act = await cases.record_payment(
+        payment, act = await promises.record_payment(
             conn,
             current_actor(request),
             case_id,

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from core import cases
+from core import cases, promises
 from core.activity import Activity
 from core.bus import EventBus
 from core.identity import Actor, PermissionDenied, Role
@@ -77,7 +77,7 @@ async def apply_disposition(
         if d.promise_amount not in (None, ""):
             if d.promise_due is None:
                 raise DispositionError("a promise needs its due date")
-            promise, act = await cases.add_promise(
+            promise, act = await promises.add_promise(
                 conn, actor, case_id, d.promise_amount, d.promise_due, now.date(), now
             )
             promise_id = promise.id

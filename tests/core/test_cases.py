@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from core import audit, cases, users
+from core import audit, cases, promises, users
 from core.cases import CaseError
 from core.debtors import DebtorError, DebtorInput, PhoneInput, create_debtor
 from core.identity import SYSTEM, Actor, PermissionDenied, Role
@@ -30,7 +30,7 @@ async def test_balance_follows_debts_and_payments(conn):
     case_id = await new_case(conn, capital="1000.00")  # + 50.00 interest
     assert await balance(conn, case_id) == (Decimal("1050.00"), 0, Decimal("1050.00"))
     await cases.add_debt(conn, SYSTEM, case_id, capital="200.10", fees="9.90")
-    payment, act = await cases.record_payment(
+    payment, act = await promises.record_payment(
         conn, SYSTEM, case_id, "300", TODAY, NOW, "bank", "BANK-1"
     )
     assert act is not None and "300" in act.summary
@@ -40,7 +40,7 @@ async def test_balance_follows_debts_and_payments(conn):
         Decimal("960.00"),
     )
     # The bank re-sends the same payment: counted once.
-    again, none = await cases.record_payment(
+    again, none = await promises.record_payment(
         conn, SYSTEM, case_id, "300", TODAY, NOW, "bank", "BANK-1"
     )
     assert again.id == payment.id and none is None
@@ -50,7 +50,7 @@ async def test_balance_follows_debts_and_payments(conn):
 async def test_money_is_exact(conn, agent):
     case_id = await new_case(conn)
     with pytest.raises(CaseError, match="two decimals"):
-        await cases.record_payment(conn, SYSTEM, case_id, "10.005", TODAY, NOW)
+        await promises.record_payment(conn, SYSTEM, case_id, "10.005", TODAY, NOW)
     with pytest.raises(CaseError, match="not an amount"):
         await cases.add_debt(conn, SYSTEM, case_id, capital="ten")
     with pytest.raises(PermissionDenied):
@@ -59,21 +59,21 @@ async def test_money_is_exact(conn, agent):
 
 async def test_promises_are_kept_by_payments_or_broken_when_overdue(conn, agent):
     case_id = await new_case(conn)
-    promise, act = await cases.add_promise(
+    promise, act = await promises.add_promise(
         conn, agent, case_id, "150.00", date(2026, 12, 1), TODAY, NOW
     )
     assert act.kind == "promise" and act.agent_id == agent.user_id
     other_case = await new_case(conn, last_name="Verdi")
-    await cases.add_promise(conn, agent, other_case, "80", date(2026, 11, 30), TODAY, NOW)
-    await cases.record_payment(conn, SYSTEM, case_id, "150.00", date(2026, 11, 28), NOW)
+    await promises.add_promise(conn, agent, other_case, "80", date(2026, 11, 30), TODAY, NOW)
+    await promises.record_payment(conn, SYSTEM, case_id, "150.00", date(2026, 11, 28), NOW)
     assert await conn.fetchval("SELECT status FROM promises WHERE id = $1", promise.id) == "kept"
-    assert await cases.break_overdue_promises(conn, date(2026, 12, 1)) == 1
+    assert await promises.break_overdue_promises(conn, date(2026, 12, 1)) == 1
     assert (
         await conn.fetchval("SELECT status FROM promises WHERE case_id = $1", other_case)
         == "broken"
     )
     with pytest.raises(CaseError, match="past"):
-        await cases.add_promise(conn, agent, case_id, "10", date(2026, 1, 1), TODAY, NOW)
+        await promises.add_promise(conn, agent, case_id, "10", date(2026, 1, 1), TODAY, NOW)
 
 
 async def test_notes_assignment_and_sentiment_are_audited(conn, agent):

@@ -2,7 +2,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from core import cases, users
+from core import cases, promises, users
 from core.identity import SYSTEM, PermissionDenied, Role
 from crm_bridge.store import (
     FilterError,
@@ -34,7 +34,7 @@ async def test_predicates(conn):
         phones=("+393339998877",),
     )
     c = await new_case(conn, reference="C", capital="900.00", last_name="Verdi")
-    await cases.add_promise(conn, SYSTEM, c, "50", date(2026, 11, 25), date(2026, 11, 20), NOW)
+    await promises.add_promise(conn, SYSTEM, c, "50", date(2026, 11, 25), date(2026, 11, 20), NOW)
     assert await refs(conn, SYSTEM, None, balance_min="1000") == ["B"]
     assert await refs(conn, SYSTEM, None, birthday_today=True) == ["B"]
     assert await refs(conn, SYSTEM, None, promises_overdue=True) == []
