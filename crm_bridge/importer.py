@@ -31,7 +31,6 @@ from crm_bridge.mapping import MappingError, PortfolioMapping
 
 CHUNK = 2000
 MAX_KEPT_ERRORS = 10_000
-_SUFFIXES = (".csv", ".txt", ".xlsx")
 
 Progress = Callable[[int, float], None]  # rows read, fraction of input read (0..1)
 
