@@ -1,53 +1,19 @@
 """The newcomer's path in the README: start the demo, log in as an agent, take a
 simulated call, and see it in the case's timeline."""
 
-import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
 from core.embedded_pg import free_port
-
-PRATICA = str(Path(sys.executable).parent / "pratica")
+from tests.support.demo import running_demo
 
 
 async def test_agent_takes_a_simulated_call_and_sees_it_in_the_timeline(
     browser: Browser, tmp_path: Path
 ):
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PRATICA_", "DATABASE_", "REDIS_"))
-    }
-    proc = await asyncio.create_subprocess_exec(
-        PRATICA,
-        "--data-dir",
-        str(tmp_path / "var"),
-        "demo",
-        "--port",
-        str(port),
-        "--time-scale",
-        "10",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    assert proc.stdout is not None
-    output: list[str] = []
-    try:
-        async with asyncio.timeout(120):
-            while not any("Pratica demo is running" in line for line in output):
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early:\n" + "".join(output)
-                output.append(line)
-
-        async def drain() -> None:
-            while await proc.stdout.readline():
-                pass
-
-        drainer = asyncio.create_task(drain())
+    async with running_demo(tmp_path / "var", port, "--time-scale", "10"):
         context = await browser.new_context()
         page = await context.new_page()
         await page.goto(f"http://127.0.0.1:{port}/")
@@ -74,7 +40,3 @@ async def test_agent_takes_a_simulated_call_and_sees_it_in_the_timeline(
         await expect(timeline).to_contain_text("Will pay at the end of the month")
         await expect(page.locator("#agent-state")).to_have_text("ready")
         await context.close()
-        drainer.cancel()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), 60)

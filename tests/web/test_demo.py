@@ -1,45 +1,17 @@
 """The `make demo` path: `pratica demo` on embedded defaults starts, answers, and stops."""
 
-import asyncio
-import os
-import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 
 from core.embedded_pg import free_port
-
-PRATICA = str(Path(sys.executable).parent / "pratica")
+from tests.support.demo import running_demo
 
 
 async def test_demo_starts_with_embedded_database_and_demo_logins(tmp_path: Path):
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PRATICA_", "DATABASE_", "REDIS_"))
-    }
-    proc = await asyncio.create_subprocess_exec(
-        PRATICA,
-        "--data-dir",
-        str(tmp_path / "var"),
-        "demo",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    assert proc.stdout is not None
-    output: list[str] = []
-    try:
-        async with asyncio.timeout(90):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early:\n" + "".join(output)
-                output.append(line)
-                if "Pratica demo is running" in line:
-                    break
-        assert f"http://127.0.0.1:{port}/" in output[-1]
+    async with running_demo(tmp_path / "var", port) as output:
+        assert any(f"http://127.0.0.1:{port}/" in line for line in output)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200
@@ -47,13 +19,14 @@ async def test_demo_starts_with_embedded_database_and_demo_logins(tmp_path: Path
                 assert "Pratica" in await r.text()
             async with http.post(
                 f"http://127.0.0.1:{port}/api/login",
-                json={"username": "agent1", "password": "pratica-demo"},
+                json={"username": "supervisor", "password": "pratica-demo"},
             ) as r:
                 assert r.status == 200
-    finally:
-        proc.send_signal(signal.SIGINT)
-        rest = await asyncio.wait_for(proc.stdout.read(), 60)
-        code = await proc.wait()
-    assert code == 0, rest.decode()
+                token = (await r.json())["token"]
+            # The demo dials: its campaign is running against the simulator.
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"http://127.0.0.1:{port}/api/dialer", headers=headers) as r:
+                dialer = await r.json()
+            assert dialer["running"] and dialer["link_up"]
     # The embedded cluster was stopped with the demo.
     assert not (tmp_path / "var" / "pg" / "postmaster.pid").exists()
