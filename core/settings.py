@@ -82,6 +82,19 @@ class SoftphoneSettings:
 
 
 @dataclass(frozen=True)
+class InboundSettings:
+    # Seconds a caller waits in the queue before the callback message.
+    max_wait: float = 90.0
+    # Campaign that calls back abandoned inbound callers; 0: the active campaign that
+    # already holds a lead of the case.
+    callback_campaign: int = 0
+    # Ready agents that outbound pacing leaves free for inbound callers.
+    reserved_agents: int = 0
+    # Every agent takes inbound callers too (blended) unless a supervisor says otherwise.
+    blended: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("var")
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -90,6 +103,7 @@ class Settings:
     locale: LocaleSettings = field(default_factory=LocaleSettings)
     ami: AmiSettings = field(default_factory=AmiSettings)
     softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -118,6 +132,12 @@ class Settings:
             problems.append("softphone.ws_url: must start with wss://")
         if self.softphone.ws_url and not self.softphone.sip_domain:
             problems.append("softphone.sip_domain: required when softphone.ws_url is set")
+        if not 5 <= self.inbound.max_wait <= 3600:
+            problems.append(
+                f"inbound.max_wait: must be 5..3600 seconds, got {self.inbound.max_wait}"
+            )
+        if self.inbound.callback_campaign < 0 or self.inbound.reserved_agents < 0:
+            problems.append("inbound.callback_campaign / reserved_agents: must not be negative")
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
 

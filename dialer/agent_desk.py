@@ -54,6 +54,7 @@ class AgentDesk:
         self.pause_reasons = dict(pause_reasons or DEFAULT_PAUSE_REASONS)
         self.wrap_up_max = wrap_up_max
         self.sessions: dict[int, AgentSession] = {}
+        self.groups_set: set[int] = set()  # agents whose groups a supervisor chose
         self._queue: asyncio.Queue[tuple[Actor, AgentSession, AgentSession, datetime]] = (
             asyncio.Queue()
         )
@@ -129,6 +130,32 @@ class AgentDesk:
         from dataclasses import replace
 
         self.sessions[agent_id] = replace(self.session(agent_id), campaign_ids=campaign_ids)
+
+    def assign_groups(self, agent_id: int, *, inbound: bool, outbound: bool) -> None:
+        """Whether the agent takes inbound callers, outbound calls, or both (blended)."""
+        from dataclasses import replace
+
+        session = replace(self.session(agent_id), inbound=inbound, outbound=outbound)
+        self.sessions[agent_id] = session
+
+    async def set_groups(
+        self, actor: Actor, agent_id: int, *, inbound: bool, outbound: bool
+    ) -> AgentSession:
+        """A supervisor's choice of the agent's groups: kept for the agent's next shifts
+        on this node and audited."""
+        actor.require(Role.SUPERVISOR, "changing an agent's call groups")
+        if not inbound and not outbound:
+            raise AgentStateError("an agent needs at least one group: inbound or outbound")
+        before = self.session(agent_id)
+        self.assign_groups(agent_id, inbound=inbound, outbound=outbound)
+        self.groups_set.add(agent_id)
+        async with self.pool.acquire() as conn:
+            await audit.record(
+                conn, actor, "agent.groups", "agent", agent_id,
+                before={"inbound": before.inbound, "outbound": before.outbound},
+                after={"inbound": inbound, "outbound": outbound},
+            )  # fmt: skip
+        return self.sessions[agent_id]
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = self.clock.monotonic()

@@ -153,6 +153,7 @@ class CoreShowChannel:
     channel: ChannelRef
     application: str
     duration: str
+    caller: str = ""  # CallerIDNum (identifies an inbound caller adopted after a restart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,7 @@ _PARSERS: dict[str, Callable[[AmiMessage], AmiEvent]] = {
     "ConfbridgeLeave": lambda m: ConfbridgeLeave(channel_ref(m), m.get("Conference")),
     "Hangup": lambda m: Hangup(channel_ref(m), _int(m.get("Cause")), m.get("Cause-txt")),
     "CoreShowChannel": lambda m: CoreShowChannel(
-        channel_ref(m), m.get("Application"), m.get("Duration")
+        channel_ref(m), m.get("Application"), m.get("Duration"), m.get("CallerIDNum")
     ),
     "FullyBooted": lambda m: FullyBooted(m.get("Status")),
 }

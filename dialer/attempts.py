@@ -55,6 +55,12 @@ _SUMMARY = {
     "abandoned": "Outbound call: answered, no agent free (abandonment message played)",
     "completed": "Outbound call: connected to an agent",
 }
+_INBOUND_SUMMARY = {
+    "completed": "Inbound call: connected to an agent",
+    "abandoned": "Inbound call: the caller hung up before an agent answered",
+    "queue_timeout": "Inbound call: no agent within the maximum wait (callback message played)",
+    "lost": "Inbound call: lost while the Asterisk link was down",
+}
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,29 @@ class AttemptLedger:
                 started_at,
             )
 
+    async def open_inbound(
+        self,
+        key: str,
+        e164: str,
+        started_at: datetime,
+        case_id: int | None,
+        debtor_id: int | None,
+        phone_id: int | None,
+    ) -> None:
+        """An inbound call enters the ledger when it arrives (no campaign, no lead)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO call_attempts (attempt_key, direction, case_id, debtor_id, phone_id, "
+                "e164, started_at, answered_at) VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $6) "
+                "ON CONFLICT (attempt_key) DO NOTHING",
+                key,
+                case_id,
+                debtor_id,
+                phone_id,
+                e164,
+                started_at,
+            )
+
     def mark(self, key: str, **fields: Any) -> None:
         """Record milestones later, in order (answered_at, amd_at, amd_result, connected_at,
         agent_id, abandoned_at)."""
@@ -179,7 +208,7 @@ class AttemptLedger:
                 "agent_id = COALESCE(agent_id, $5), recording = COALESCE(recording, $6) "
                 "WHERE attempt_key = $1 AND ended_at IS NULL "
                 "RETURNING campaign_id, lead_id, case_id, e164, started_at, answered_at, amd_result, "
-                "agent_id",
+                "agent_id, direction",
                 end.key,
                 end.ended_at,
                 end.outcome,
@@ -211,6 +240,7 @@ class AttemptLedger:
             {
                 "type": "call.ended",
                 "attempt_key": end.key,
+                "direction": row["direction"],
                 "campaign_id": row["campaign_id"],
                 "case_id": row["case_id"],
                 "agent_id": row["agent_id"],
@@ -232,15 +262,20 @@ class AttemptLedger:
         }
         if end.duration is not None:
             data["talk_seconds"] = round(end.duration, 1)
+        inbound = row["direction"] == "inbound"
+        if inbound:
+            summary = _INBOUND_SUMMARY.get(end.outcome, f"Inbound call: {end.outcome}")
+        else:
+            summary = _SUMMARY.get(end.outcome, f"Outbound call: {end.outcome}")
         appended = await append(
             conn,
             NewActivity(
                 row["case_id"],
                 ActivityKind.CALL,
                 Channel.VOICE,
-                Direction.OUTBOUND,
+                Direction.INBOUND if inbound else Direction.OUTBOUND,
                 row["started_at"],
-                _SUMMARY.get(end.outcome, f"Outbound call: {end.outcome}"),
+                summary,
                 agent_id=row["agent_id"],
                 reference=end.recording,
                 delivery_status=end.outcome,

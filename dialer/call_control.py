@@ -24,6 +24,7 @@ from dialer.ami_client import (
 )
 from dialer.call_state import CallAttempt, CallNotice, CallRules, channel_ids
 from dialer.call_tracker import CallTracker
+from dialer.inbound_calls import InboundNotice, InboundTracker
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ AMD_CONTEXT = "pratica-amd"
 JOIN_AGENT_CONTEXT = "pratica-join-agent"
 ABANDON_CONTEXT = "pratica-abandon"
 AGENT_CONF_CONTEXT = "pratica-agent-conf"
+INBOUND_TIMEOUT_CONTEXT = "pratica-inbound-timeout"
 
 
 class DuplicateAttempt(Exception):
@@ -45,7 +47,7 @@ class UnknownCall(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    notice: CallNotice
+    notice: CallNotice | InboundNotice
     latency: float  # seconds from the event's bytes being decoded to this notice
 
 
@@ -54,6 +56,7 @@ class CallControl:
     client: AmiClient
     rules: CallRules = field(default_factory=CallRules)
     tracker: CallTracker = field(init=False)
+    inbound: InboundTracker = field(default_factory=InboundTracker)
     _out: asyncio.Queue[Decision] = field(default_factory=asyncio.Queue)
     _pump: asyncio.Task[None] | None = None
     link_up: bool = True
@@ -74,9 +77,11 @@ class CallControl:
         loop = asyncio.get_running_loop()
         snapshot = await self.client.core_show_channels()
         now = loop.time()
-        for notice in self.tracker.reconcile(snapshot, now):
+        notices: list[CallNotice | InboundNotice] = [*self.tracker.reconcile(snapshot, now)]
+        notices += self.inbound.reconcile(snapshot, now)
+        for notice in notices:
             self._out.put_nowait(Decision(notice, 0.0))
-        return self.tracker.active
+        return self.tracker.active + self.inbound.active
 
     async def stop(self) -> None:
         if self._pump is not None:
@@ -90,14 +95,17 @@ class CallControl:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         async for item in self.client.events():
+            notices: list[CallNotice | InboundNotice]
             if isinstance(item, ReceivedEvent):
                 if item.event is None:
                     continue
-                notices = self.tracker.feed(item.event, item.received_at)
+                notices = [*self.tracker.feed(item.event, item.received_at)]
+                notices += self.inbound.feed(item.event, item.received_at)
                 received = item.received_at
             elif isinstance(item, Reconnected):
                 self.link_up = True
-                notices = self.tracker.reconcile(item.snapshot, item.at)
+                notices = [*self.tracker.reconcile(item.snapshot, item.at)]
+                notices += self.inbound.reconcile(item.snapshot, item.at)
                 received = item.at
                 log.info("AMI reconciled: %d calls closed, %d live", len(notices),
                          self.tracker.active)  # fmt: skip
@@ -163,6 +171,20 @@ class CallControl:
         call = self.call(attempt_id)
         if call.channel:
             await self.client.hangup(call.channel)
+
+    def _inbound_channel(self, attempt_id: str) -> str:
+        channel = self.inbound.channel(attempt_id)
+        if channel is None:
+            raise UnknownCall(attempt_id)
+        return channel
+
+    async def connect_inbound(self, attempt_id: str, agent_id: str) -> None:
+        """Move a waiting inbound caller into the agent's conference."""
+        await self.client.redirect(self._inbound_channel(attempt_id), JOIN_AGENT_CONTEXT, agent_id)
+
+    async def inbound_timeout(self, attempt_id: str) -> None:
+        """No agent within the queue's maximum wait: the callback message, then hang up."""
+        await self.client.redirect(self._inbound_channel(attempt_id), INBOUND_TIMEOUT_CONTEXT, "s")
 
     async def login_agent(self, agent_id: str, dial_string: str) -> None:
         """Nail up an agent's leg into its own conference for the shift."""

@@ -34,6 +34,7 @@ from dialer.call_state import (
     new_attempt,
     step,
 )
+from dialer.inbound_calls import is_inbound_key
 
 
 @dataclass
@@ -90,6 +91,8 @@ class CallTracker:
         if known is not None:
             return known
         if ref.attempt:
+            if is_inbound_key(ref.attempt):
+                return None  # an inbound call: `dialer.inbound_calls` follows it
             self._by_uniqueid.setdefault(ref.uniqueid, ref.attempt)
             return ref.attempt
         return self._from_uniqueid(ref.uniqueid)
@@ -126,6 +129,8 @@ class CallTracker:
         """Apply a CoreShowChannels list taken after a reconnect."""
         live: dict[str, list[CoreShowChannel]] = {}
         for item in snapshot:
+            if is_inbound_key(item.channel.attempt):
+                continue
             attempt_id = (
                 self._by_uniqueid.get(item.channel.uniqueid)
                 or item.channel.attempt

@@ -41,6 +41,8 @@ from dialer.call_notices import (
     MachineDetected,
 )
 from dialer.campaigns import Campaign, get_campaign
+from dialer.inbound_calls import InboundArrived, InboundConnected, InboundEnded, InboundNotice
+from dialer.inbound_router import InboundRouter, InboundSettings
 from dialer.leads import ClaimedLead, claim_leads, promote_due, zone_sets
 from dialer.switchboard import Switchboard, WaitingCall
 
@@ -92,6 +94,7 @@ class EngineSettings:
     wrap_up_max: float = 60.0
     # Per-agent wrap-up limits overriding `wrap_up_max` (simulated agents in the demo).
     wrap_limits: Mapping[int, float] = field(default_factory=dict)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
 
 
 @dataclass
@@ -144,11 +147,12 @@ class CampaignEngine:
         self.board = Switchboard()
         self.counters = EngineCounters()
         self._wrap_deadlines: dict[int, float] = {}
-        self._wrapping: dict[int, tuple[int, str]] = {}  # agent -> (campaign, attempt key)
+        self._wrapping: dict[int, tuple[int | None, str]] = {}  # agent -> (campaign, attempt)
         self._last_promote: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._extensions: dict[int, str] = {}
+        self.inbound = InboundRouter(self, self.settings.inbound)
         desk.listeners.append(self._agent_changed)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -217,8 +221,18 @@ class CampaignEngine:
         return [
             s
             for s in self.desk.sessions.values()
-            if campaign_id in s.campaign_ids and s.state is not AgentState.LOGGED_OUT
+            if campaign_id in s.campaign_ids and s.outbound and s.state is not AgentState.LOGGED_OUT
         ]
+
+    def held_for_inbound(self, agents: Sequence[AgentSession]) -> int:
+        """Ready agents the pacer must not count on: blended agents are taken by inbound
+        callers first (and the configured reserve is kept free for them)."""
+        if not any(s.inbound for s in agents):
+            return 0
+        return self.inbound.waiting + self.settings.inbound.reserved_agents
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def ringing(self, campaign_id: int, now: float) -> list[float]:
         """Seconds each call of the campaign has been in flight without a live decision."""
@@ -239,9 +253,9 @@ class CampaignEngine:
                 await promote_due(conn, campaign.id, wall)
                 self._last_promote[campaign.id] = now
             waiting = sum(1 for w in self.board.waiting.values() if w.campaign_id == campaign.id)
-            want = self.pacer.launch(
-                campaign, self.agents_of(campaign.id), self.ringing(campaign.id, now), waiting, now
-            )
+            agents = self.agents_of(campaign.id)
+            waiting += self.held_for_inbound(agents)
+            want = self.pacer.launch(campaign, agents, self.ringing(campaign.id, now), waiting, now)
             want = min(want, self.settings.max_launch)
             if want <= 0:
                 return 0
@@ -281,7 +295,10 @@ class CampaignEngine:
             except Exception:
                 log.exception("engine: could not handle %s", type(decision.notice).__name__)
 
-    async def on_notice(self, notice: CallNotice) -> None:
+    async def on_notice(self, notice: CallNotice | InboundNotice) -> None:
+        if isinstance(notice, InboundArrived | InboundConnected | InboundEnded):
+            await self.inbound.on_notice(notice)
+            return
         call = self.live.get(notice.attempt_id)
         if call is None:
             return  # not an attempt of this engine (or already finished)
@@ -334,11 +351,7 @@ class CampaignEngine:
             session = self.desk.session(agent_id)
             with contextlib.suppress(AgentStateError):
                 if session.state is AgentState.ON_CALL:
-                    self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP)
-                    limit = self.settings.wrap_limits.get(agent_id, self.settings.wrap_up_max)
-                    self._wrap_deadlines[agent_id] = now + limit
-                    self._wrapping[agent_id] = (call.campaign_id, call.key)
-                    self._wake.set()
+                    self.begin_wrap_up(agent_id, call.campaign_id, call.key)
                 elif session.state is AgentState.RESERVED:
                     self.desk.change(SYSTEM, agent_id, AgentState.READY)
         campaign = self.campaigns.get(call.campaign_id)
@@ -361,10 +374,23 @@ class CampaignEngine:
             campaign,
         )
 
+    def begin_wrap_up(self, agent_id: int, campaign_id: int | None, key: str) -> None:
+        """The call ended: the agent wraps up, within the wrap-up limit."""
+        self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP)
+        limit = self.settings.wrap_limits.get(agent_id, self.settings.wrap_up_max)
+        self._wrap_deadlines[agent_id] = self.clock.monotonic() + limit
+        self._wrapping[agent_id] = (campaign_id, key)
+        self._wake.set()
+
     # --- connecting live answers ------------------------------------------------------------
 
     async def assign(self) -> None:
+        retry: list[WaitingCall] = []
         for waiting, agent in self.board.assign(list(self.desk.sessions.values())):
+            if waiting.inbound:
+                if not await self.inbound.connect(waiting, agent):
+                    retry.append(waiting)  # the caller keeps waiting for another agent
+                continue
             call = self.live.get(waiting.key)
             if call is None:
                 continue
@@ -398,6 +424,9 @@ class CampaignEngine:
                     "summary": f"Connected: {call.lead.e164}",
                 },
             )
+        for waiting in retry:
+            if waiting.key in self.inbound.calls:
+                self.board.arrive(waiting)
 
     async def _abandon(self, waiting: WaitingCall) -> None:
         call = self.live.get(waiting.key)
@@ -415,7 +444,10 @@ class CampaignEngine:
         while True:
             now = self.clock.monotonic()
             for waiting in self.board.expired(now):
-                await self._abandon(waiting)
+                if waiting.inbound:
+                    await self.inbound.expired(waiting)
+                else:
+                    await self._abandon(waiting)
             for agent_id, deadline in list(self._wrap_deadlines.items()):
                 if now >= deadline:
                     del self._wrap_deadlines[agent_id]
@@ -425,7 +457,9 @@ class CampaignEngine:
                         key = self._wrapping.pop(agent_id, None)
                         if key is not None:
                             campaign_id, attempt_key = key
-                            campaign = self.campaigns.get(campaign_id)
+                            campaign = (
+                                None if campaign_id is None else self.campaigns.get(campaign_id)
+                            )
                             if campaign is not None:
                                 self.ledger.settle_undisposed(
                                     attempt_key, campaign, self.clock.now()
@@ -456,6 +490,8 @@ class CampaignEngine:
         """First ready of a shift: join the node's campaigns and nail up the agent's leg."""
         if not session.campaign_ids:
             self.desk.assign_campaigns(session.agent_id, frozenset(self.campaigns))
+        if self.settings.inbound.blended and session.agent_id not in self.desk.groups_set:
+            self.desk.assign_groups(session.agent_id, inbound=True, outbound=session.outbound)
         extension = self._extensions.get(session.agent_id, str(session.agent_id))
         dial = self.settings.agent_dial_template.format(
             extension=extension, agent_id=session.agent_id

@@ -96,8 +96,30 @@ async def my_softphone(request: web.Request) -> web.Response:
     )
 
 
+@requires(Role.SUPERVISOR)
+async def set_agent_groups(request: web.Request) -> web.Response:
+    """Which calls an agent takes: `{"inbound": true, "outbound": false}` (blended: both)."""
+    try:
+        agent_id = int(request.match_info["id"])
+        body = await request.json()
+        inbound, outbound = body.get("inbound"), body.get("outbound")
+        if not isinstance(inbound, bool) or not isinstance(outbound, bool):
+            raise ValueError
+    except ValueError:
+        return json_error(400, "bad_request", 'send JSON like {"inbound": true, "outbound": true}')
+    desk = request.app[DESK]
+    try:
+        session = await desk.set_groups(
+            current_actor(request), agent_id, inbound=inbound, outbound=outbound
+        )
+    except AgentStateError as exc:
+        return json_error(409, "invalid_groups", str(exc))
+    return web.json_response({"agent": session_view(session, desk.clock.monotonic())})
+
+
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(desk_ctx)
+    app.router.add_post("/api/agents/{id}/groups", set_agent_groups)
     app.router.add_get("/api/agents", list_agents)
     app.router.add_get("/api/agents/me", my_state)
     app.router.add_get("/api/agents/me/softphone", my_softphone)

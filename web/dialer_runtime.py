@@ -20,6 +20,7 @@ from dialer.ami_client import AmiClient
 from dialer.call_control import CallControl
 from dialer.campaigns import get_campaign
 from dialer.engine import CampaignEngine, EngineSettings
+from dialer.inbound_router import InboundSettings
 from dialer.leads import load_leads
 from dialer.pacing_bridge import CampaignPacer
 from web.api_agents import DESK
@@ -64,6 +65,13 @@ async def dialer_ctx(app: web.Application) -> AsyncIterator[None]:
             default_zones=(settings.locale.timezone,),
             node=socket.gethostname(),
             wrap_limits=wrap_limits,
+            inbound=InboundSettings(
+                max_wait=settings.inbound.max_wait,
+                callback_campaign_id=settings.inbound.callback_campaign or None,
+                reserved_agents=settings.inbound.reserved_agents,
+                blended=settings.inbound.blended,
+                default_region=settings.locale.default_region,
+            ),
         ),
     )
     app[ENGINE] = engine
@@ -130,9 +138,14 @@ def engine_view(app: web.Application) -> dict[str, Any]:
     if engine is None:
         return {"running": False}
     c = engine.counters
+    i = engine.inbound.counters
+    inbound = {"offered": i.offered, "identified": i.identified, "triage": i.triage,
+               "connected": i.connected, "abandoned": i.abandoned, "timed_out": i.timed_out,
+               "callbacks": i.callbacks, "waiting": engine.inbound.waiting,
+               "longest_wait_seconds": round(i.longest_wait, 1)}  # fmt: skip
     return {"running": True, "link_up": engine.calls.link_up, "dialed": c.dialed, "live": c.live,
             "connected": c.connected, "abandoned": c.abandoned, "machines": c.machines,
-            "in_flight": len(engine.live)}  # fmt: skip
+            "in_flight": len(engine.live), "inbound": inbound}  # fmt: skip
 
 
 @requires(Role.SUPERVISOR)

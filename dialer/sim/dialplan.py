@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from dialer.sim.debtors import DebtorBehaviour, DebtorOutcome
-from dialer.sim.pbx import BUSY, RINGING, UP, ChannelGone, Pbx, PendingOriginate, SimChannel
+from dialer.sim.pbx import BUSY, RING, RINGING, UP, ChannelGone, Pbx, PendingOriginate, SimChannel
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +23,25 @@ AMD_MACHINE_DELAY = 2.4
 HUMAN_GREETING = 3.5
 MACHINE_GREETING = 5.7
 ABANDON_MESSAGE = 3.5
+INBOUND_WELCOME = 2.0
+INBOUND_CALLBACK_MESSAGE = 4.0
 
 Script = Callable[["Dialplan", SimChannel], Awaitable[None]]
 
 
 class Dialplan:
-    def __init__(self, pbx: Pbx, hold_max: float = 30.0, amd_accuracy: float = 1.0):
+    def __init__(
+        self,
+        pbx: Pbx,
+        hold_max: float = 30.0,
+        amd_accuracy: float = 1.0,
+        inbound_max: float = 600.0,
+    ):
         self.pbx = pbx
         self.hold_max = hold_max
         self.amd_accuracy = amd_accuracy
+        self.inbound_max = inbound_max  # the dialplan's safety net (PRATICA_INBOUND_MAX)
+        self._trunk_seq = 0
 
     # --- running scripts ----------------------------------------------------------
 
@@ -72,6 +82,46 @@ class Dialplan:
         if task is not None and not task.done():
             task.cancel()
         return self.start(ch, context, exten)
+
+    # --- inbound calls from the carrier ------------------------------------------------
+
+    def inbound_call(
+        self, caller: str, dialed: str = "800", *, patience: float = 120.0, talk: float = 30.0
+    ) -> SimChannel:
+        """A debtor calls in through the carrier trunk: the channel enters pratica-inbound.
+
+        The caller hangs up after `patience` seconds if no agent took the call by then,
+        and `talk` seconds after being connected (unless a simulated agent ends it first).
+        """
+        self._trunk_seq += 1
+        name = f"PJSIP/carrier-{self._trunk_seq:08x}"
+        uid = self.pbx.new_uniqueid()
+        ch = SimChannel(name, uid, uid, "pratica-inbound", dialed, RING,
+                        created=self.pbx.clock.monotonic())  # fmt: skip
+        ch.variables["_CALLERID_NUM"] = caller
+        self.pbx.channels[name] = ch
+        self.pbx.channel_event("Newchannel", ch)
+        self.start(ch, "pratica-inbound", dialed)
+        task = asyncio.get_running_loop().create_task(self._caller(ch, patience, talk))
+        self.pbx.tasks.add(task)
+        task.add_done_callback(self.pbx.tasks.discard)
+        return ch
+
+    async def _caller(self, ch: SimChannel, patience: float, talk: float) -> None:
+        clock = self.pbx.clock
+        waited = 0.0
+        while not ch.hung_up and ch.bridge is None and waited < patience:
+            await clock.sleep(0.25)
+            waited += 0.25
+        if ch.hung_up:
+            return
+        if ch.bridge is None:
+            self.pbx.count("inbound_caller_gave_up")
+            self.pbx.hangup(ch, 16)
+            return
+        await clock.sleep(talk)
+        if not ch.hung_up:
+            self.pbx.hangup(ch, 16)
 
     # --- Local channel calls ----------------------------------------------------------
 
@@ -189,6 +239,9 @@ async def debtor_phone(d: Dialplan, two: SimChannel) -> None:
     behaviour = pbx.debtors.decide(pbx.rng, two.exten, hour, two.variables)
     two.behaviour = behaviour
     pbx.count("dialed")
+    if len(pbx.dialed_numbers) >= 1000:
+        del pbx.dialed_numbers[:500]
+    pbx.dialed_numbers.append(two.exten)
     pbx.count("debtor_" + behaviour.outcome.value.lower())
     d.app(two, "UserEvent", "SimDebtor")
     pbx.user_event(
@@ -363,6 +416,35 @@ async def _wrap_up(d: Dialplan, agent: str) -> None:
     d.pbx.user_event(bridge.members[0], "SimAgentReady", ("Agent", agent))
 
 
+async def inbound(d: Dialplan, ch: SimChannel) -> None:
+    """A debtor calling in: announced to the dialer, then music on hold until redirected."""
+    ch.variables["ATTEMPT"] = f"in-{ch.uniqueid}"
+    d.app(ch, "Set", f"__ATTEMPT=in-{ch.uniqueid}")
+    d.app(ch, "Answer")
+    d.pbx.set_state(ch, UP)
+    caller = ch.variables.get("_CALLERID_NUM", "")
+    d.app(ch, "UserEvent", f"PraticaInbound,Caller: {caller},Did: {ch.exten}")
+    d.pbx.user_event(ch, "PraticaInbound", ("Caller", caller), ("Did", ch.exten))
+    d.pbx.count("inbound_offered")
+    d.app(ch, "Playback", "pratica/inbound-welcome")
+    await d.wait(ch, INBOUND_WELCOME)
+    d.app(ch, "MusicOnHold", f"default,{d.inbound_max:g}")
+    await d.wait(ch, d.inbound_max)
+    d.app(ch, "Goto", "pratica-inbound-timeout,s,1")
+    await inbound_timeout(d, ch)
+
+
+async def inbound_timeout(d: Dialplan, ch: SimChannel) -> None:
+    """No agent within the maximum wait: the callback message, then hang up."""
+    d.app(ch, "UserEvent", f"PraticaInboundTimeout,Attempt: {ch.variables.get('ATTEMPT', '')}")
+    d.pbx.user_event(ch, "PraticaInboundTimeout", ("Attempt", ch.variables.get("ATTEMPT", "")))
+    d.pbx.count("inbound_timeout_message")
+    d.app(ch, "Playback", "pratica/inbound-callback-message")
+    await d.wait(ch, INBOUND_CALLBACK_MESSAGE)
+    d.app(ch, "Hangup", "16")
+    d.pbx.hangup(ch, 16)
+
+
 async def agent_hold(d: Dialplan, ch: SimChannel) -> None:
     """An agent leg parked in Wait() (the AMI Bridge pattern, not used in production)."""
     d.app(ch, "Answer")
@@ -388,4 +470,6 @@ CONTEXTS: dict[str, Script] = {
     "pratica-join-agent": join_agent,
     "lab-join-agent": join_agent,
     "lab-agent-hold": agent_hold,
+    "pratica-inbound": inbound,
+    "pratica-inbound-timeout": inbound_timeout,
 }

@@ -113,6 +113,8 @@ class Pbx:
     _uid_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Ground truth for tests and load tests: counts of what the simulated parties did.
     truth: dict[str, int] = field(default_factory=dict)
+    # The last numbers dialed (simulated debtors call some of them back).
+    dialed_numbers: list[str] = field(default_factory=list)
     globals: dict[str, str] = field(default_factory=dict)
     # Event classes no connected session wants: not even built (saves CPU under load).
     muted: frozenset[str] = frozenset()

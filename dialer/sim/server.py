@@ -55,10 +55,16 @@ class SimOptions:
     agents: AgentModel = field(default_factory=AgentModel)
     simulated_agents: bool = False
     hold_max: float = 30.0
+    inbound_max: float = 600.0  # the inbound dialplan's own safety net
     amd_accuracy: float = 1.0
     auth_fail_delay: float = 1.0  # real seconds, as Asterisk's
     channelvars: tuple[str, ...] = ("ATTEMPT",)
     faults: SimFaults = field(default_factory=SimFaults)
+    # Debtors calling in (per virtual hour): most call back a number that dialed them,
+    # the rest are unknown to us; each waits up to a drawn patience, then hangs up.
+    inbound_per_hour: float = 0.0
+    inbound_known_share: float = 0.8
+    inbound_patience_median: float = 60.0
 
 
 class AmiSimulator:
@@ -73,7 +79,9 @@ class AmiSimulator:
             options.channelvars,
             options.simulated_agents,
         )
-        self.dialplan = Dialplan(self.pbx, options.hold_max, options.amd_accuracy)
+        self.dialplan = Dialplan(
+            self.pbx, options.hold_max, options.amd_accuracy, options.inbound_max
+        )
         self.actions = Actions(self.pbx, self.dialplan)
         self.faults = options.faults
         self.sessions: set[AmiSession] = set()
@@ -84,6 +92,10 @@ class AmiSimulator:
         self.connections = 0
 
     async def start(self) -> None:
+        if self.options.inbound_per_hour > 0:
+            task = asyncio.get_running_loop().create_task(self._inbound_callers())
+            self.pbx.tasks.add(task)
+            task.add_done_callback(self.pbx.tasks.discard)
         self._server = await asyncio.start_server(self._serve, self.options.host, self.options.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("AMI simulator listening on %s:%s", self.options.host, self.port)
@@ -100,6 +112,20 @@ class AmiSimulator:
                 ch.task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+
+    async def _inbound_callers(self) -> None:
+        """Debtors calling in at random (a Poisson process in virtual time)."""
+        o, rng = self.options, self.pbx.rng
+        while True:
+            await self.clock.sleep(rng.expovariate(o.inbound_per_hour / 3600.0))
+            dialed = self.pbx.dialed_numbers
+            if dialed and rng.random() < o.inbound_known_share:
+                caller = "+" + rng.choice(dialed)
+            else:
+                caller = f"+39347{rng.randint(1_000_000, 9_999_999)}"
+            patience = o.inbound_patience_median * rng.lognormvariate(0.0, 0.5)
+            talk = o.debtors.talk_median * rng.lognormvariate(0.0, o.debtors.talk_sigma)
+            self.dialplan.inbound_call(caller, "800", patience=patience, talk=talk)
 
     async def __aenter__(self) -> AmiSimulator:
         await self.start()

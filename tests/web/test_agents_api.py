@@ -63,3 +63,33 @@ async def test_state_changes_are_published_to_the_agent_and_wallboard(client: Te
     reply = next(m for m in seen if m["type"] == "reply")
     assert reply["ok"] and event["data"]["agent"]["state"] == "ready"
     await ws.close()
+
+
+async def test_supervisors_choose_an_agents_call_groups_agents_cannot(client: TestClient):
+    agent_id = (await login(client, "desk4", Role.AGENT)).id
+    r = await client.post(
+        f"/api/agents/{agent_id}/groups", json={"inbound": False, "outbound": True}
+    )
+    assert r.status == 403
+    client.session.cookie_jar.clear()
+    await login(client, "boss2", Role.SUPERVISOR)
+    r = await client.post(
+        f"/api/agents/{agent_id}/groups", json={"inbound": False, "outbound": False}
+    )
+    assert r.status == 409 and "at least one group" in (await r.json())["message"]
+    r = await client.post(f"/api/agents/{agent_id}/groups", json={"inbound": "yes"})
+    assert r.status == 400
+    r = await client.post(
+        f"/api/agents/{agent_id}/groups", json={"inbound": True, "outbound": False}
+    )
+    assert r.status == 200
+    body = (await r.json())["agent"]
+    assert body["inbound"] is True and body["outbound"] is False
+    session = client.app[DESK].session(agent_id)
+    assert session.inbound and not session.outbound
+    async with client.app[POOL].acquire() as conn:
+        audited = await conn.fetchrow(
+            "SELECT before, after FROM audit_log WHERE action = 'agent.groups' AND entity_id = $1",
+            str(agent_id),
+        )
+    assert audited is not None and '"outbound": false' in str(audited["after"])

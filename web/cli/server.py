@@ -110,6 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             auth_fail_delay=0.1,
             start=clock.now(),
             debtors=DebtorModel(talk_median=90.0),
+            inbound_per_hour=30.0,
         )  # fmt: skip
     )
 
@@ -187,6 +188,14 @@ async def live_view(app: web.Application, header: list[str], campaign_id: int) -
             f"{window.get('live_answers', 0)} live answers (cap {stats.get('abandon_cap', 0.03) * 100:.0f}%)"
             f"   talk occupancy {occupancy:.0%}",
         ]
+        inbound = engine.get("inbound")
+        if inbound:
+            lines.append(
+                f"inbound: offered {inbound['offered']}  connected {inbound['connected']}  "
+                f"waiting {inbound['waiting']}  abandoned {inbound['abandoned']}  "
+                f"timed out {inbound['timed_out']}  unknown callers {inbound['triage']}  "
+                f"callbacks {inbound['callbacks']}"
+            )
         if tty:
             sys.stdout.write("\x1b[H\x1b[2J" + "\n".join([*header, "", *lines]) + "\n")
         else:

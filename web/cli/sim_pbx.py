@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--hold-max", type=float, default=30.0,
                    help="seconds a live debtor waits in pratica-hold before the message")  # fmt: skip
     p.add_argument("--amd-accuracy", type=float, default=1.0)
+    p.add_argument("--inbound-per-hour", type=float, default=0.0,
+                   help="debtors calling in per virtual hour (most call back a dialed number)")  # fmt: skip
     p.set_defaults(func=cmd_sim_pbx)
 
 
@@ -77,6 +79,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         simulated_agents=args.simulated_agents,
         hold_max=args.hold_max,
         amd_accuracy=args.amd_accuracy,
+        inbound_per_hour=args.inbound_per_hour,
     )
 
 
