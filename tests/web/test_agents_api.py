@@ -92,4 +92,6 @@ async def test_supervisors_choose_an_agents_call_groups_agents_cannot(client: Te
             "SELECT before, after FROM audit_log WHERE action = 'agent.groups' AND entity_id = $1",
             str(agent_id),
         )
-    assert audited is not None and '"outbound": false' in str(audited["after"])
+    assert audited is not None
+    assert audited["before"] == {"inbound": False, "outbound": True}
+    assert audited["after"] == {"inbound": True, "outbound": False}
