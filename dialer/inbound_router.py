@@ -251,13 +251,15 @@ class InboundRouter:
             ),
             None,
         )
-        if outcome in ("abandoned", "queue_timeout"):
+        if call.connected is None:
+            # Not served (hung up in the queue, the maximum wait, or gone while the link
+            # was down): an abandoned inbound call, called back.
             if not call.triage:
                 await self._callback(call, wall)
-            if outcome == "abandoned":
-                self.counters.abandoned += 1
-            else:
+            if outcome == "queue_timeout":
                 self.counters.timed_out += 1
+            else:
+                self.counters.abandoned += 1
 
     async def _callback(self, call: InboundCall, wall: datetime) -> None:
         """An abandoned inbound call becomes a callback lead of the case, due now."""

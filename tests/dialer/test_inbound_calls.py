@@ -282,6 +282,33 @@ async def test_blended_agent_takes_the_waiting_caller_before_outbound_dialing(ri
     await _until(lambda: rig.engine.counters.dialed >= 1, seconds=30)  # after the call
 
 
+async def test_an_ami_outage_keeps_waiting_callers_and_calls_back_the_ones_it_lost(rig: Rig):
+    async with rig.pool.acquire() as conn:
+        (kept_case, lost_case) = await make_cases(
+            conn, [[("+393339990004", ROME)], [("+393339990005", ROME)]]
+        )
+    await _campaign_with_lead(rig, lost_case)
+    kept = rig.sim.dialplan.inbound_call("+393339990004", "800", patience=120, talk=3)
+    lost = rig.sim.dialplan.inbound_call("+393339990005", "800", patience=120, talk=3)
+    await _until(lambda: rig.engine.inbound.waiting == 2)
+    client = rig.engine.calls.client
+    client._manager.reconnect_timeout = 0.5  # 10 virtual seconds without AMI
+    rig.sim.drop_connections()
+    await _until(lambda: not rig.engine.calls.link_up, seconds=5)
+    rig.sim.pbx.hangup(lost, 16)  # the caller gives up while the dialer cannot see it
+    await _until(lambda: rig.engine.calls.link_up, seconds=10)
+    await _until(lambda: rig.engine.inbound.counters.abandoned == 1)
+    assert f"in-{kept.uniqueid}" in rig.engine.inbound.calls  # still waiting, still ours
+    row = await _ledger(rig, f"in-{lost.uniqueid}")
+    assert row["outcome"] == "lost"
+    assert rig.engine.inbound.counters.callbacks == 1
+    rig.desk.change(SYSTEM, rig.agents[0], AgentState.READY)
+    await _until(lambda: rig.engine.inbound.counters.connected == 1)
+    await _until(lambda: f"in-{kept.uniqueid}" not in rig.engine.inbound.calls)
+    assert (await _ledger(rig, f"in-{kept.uniqueid}"))["outcome"] == "completed"
+    assert kept_case != lost_case
+
+
 # --- the AMI side, pure -------------------------------------------------------------------
 
 
