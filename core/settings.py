@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,14 @@ class SoftphoneSettings:
 
 
 @dataclass(frozen=True)
+class DialerSettings:
+    # Calls an agent places from a case: allowed between these local times of the debtor
+    # (every zone the number may be in), any day. Campaigns have their own windows.
+    manual_window_start: str = "08:00"
+    manual_window_end: str = "21:00"
+
+
+@dataclass(frozen=True)
 class InboundSettings:
     # Seconds a caller waits in the queue before the callback message.
     max_wait: float = 90.0
@@ -104,6 +113,13 @@ class Settings:
     ami: AmiSettings = field(default_factory=AmiSettings)
     softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    dialer: DialerSettings = field(default_factory=DialerSettings)
+
+    def manual_window(self) -> tuple[time, time]:
+        """The manual-call window as times ("24:00" is the end of the day)."""
+        return _clock_time(self.dialer.manual_window_start), _clock_time(
+            self.dialer.manual_window_end
+        )
 
     def validate(self) -> None:
         problems: list[str] = []
@@ -138,8 +154,23 @@ class Settings:
             )
         if self.inbound.callback_campaign < 0 or self.inbound.reserved_agents < 0:
             problems.append("inbound.callback_campaign / reserved_agents: must not be negative")
+        try:
+            start, end = self.manual_window()
+            if start >= end:
+                problems.append("dialer.manual_window_start: must be before manual_window_end")
+        except ValueError as exc:
+            problems.append(f"dialer.manual_window_start/end: {exc}")
         if problems:
             raise SettingsError("invalid settings:\n  " + "\n  ".join(problems))
+
+
+def _clock_time(text: str) -> time:
+    if text == "24:00":
+        return time(23, 59, 59)
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected a time like 08:00, got {text!r}") from None
 
 
 # Conventional names accepted besides PRATICA_<SECTION>_<NAME>.

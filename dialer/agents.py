@@ -35,10 +35,14 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
     AgentState.READY: frozenset(
         {AgentState.RESERVED, AgentState.ON_CALL, AgentState.PAUSED, AgentState.LOGGED_OUT}
     ),
-    AgentState.RESERVED: frozenset({AgentState.ON_CALL, AgentState.READY, AgentState.LOGGED_OUT}),
+    # A paused agent may place a call by hand (reserved for it), and returns to the pause
+    # when it does not connect.
+    AgentState.RESERVED: frozenset(
+        {AgentState.ON_CALL, AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT}
+    ),
     AgentState.ON_CALL: frozenset({AgentState.WRAP_UP, AgentState.LOGGED_OUT}),
     AgentState.WRAP_UP: frozenset({AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT}),
-    AgentState.PAUSED: frozenset({AgentState.READY, AgentState.LOGGED_OUT}),
+    AgentState.PAUSED: frozenset({AgentState.READY, AgentState.RESERVED, AgentState.LOGGED_OUT}),
 }
 
 

@@ -150,6 +150,34 @@ class AttemptLedger:
                 started_at,
             )
 
+    async def open_call(
+        self,
+        key: str,
+        started_at: datetime,
+        case_id: int,
+        debtor_id: int,
+        phone_id: int,
+        e164: str,
+        campaign_id: int | None,
+        lead_id: int | None,
+        agent_id: int,
+    ) -> None:
+        """A call an agent places (manual or preview), written before the Originate."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO call_attempts (attempt_key, campaign_id, lead_id, case_id, debtor_id, "
+                "phone_id, e164, started_at, agent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                key,
+                campaign_id,
+                lead_id,
+                case_id,
+                debtor_id,
+                phone_id,
+                e164,
+                started_at,
+                agent_id,
+            )
+
     def mark(self, key: str, **fields: Any) -> None:
         """Record milestones later, in order (answered_at, amd_at, amd_result, connected_at,
         agent_id, abandoned_at)."""

@@ -132,6 +132,7 @@ class CallControl:
         dial_string: str,
         *,
         context: str = HOLD_CONTEXT,
+        exten: str = "s",
         timeout: float = 30.0,
         caller_id: str = "",
         variables: Mapping[str, str] | None = None,
@@ -144,7 +145,7 @@ class CallControl:
         channel_id, _ = channel_ids(attempt_id)
         self.tracker.expect(attempt_id, channel_id, loop.time())
         request = OriginateRequest(
-            attempt_id, dial_string, context, "s", 1, timeout, caller_id, dict(variables or {})
+            attempt_id, dial_string, context, exten, 1, timeout, caller_id, dict(variables or {})
         )
         try:
             await self.client.originate(request)

@@ -28,6 +28,7 @@ from core.bus import EventBus
 from core.clock import Clock
 from core.identity import SYSTEM
 from dialer.agent_desk import AgentDesk
+from dialer.agent_dialing import MANUAL_WINDOW, AgentDialer
 from dialer.agents import AgentSession, AgentState, AgentStateError
 from dialer.attempts import AttemptEnd, AttemptLedger
 from dialer.call_control import AMD_CONTEXT, HOLD_CONTEXT, CallControl
@@ -40,7 +41,8 @@ from dialer.call_notices import (
     LiveAnswer,
     MachineDetected,
 )
-from dialer.campaigns import Campaign, get_campaign
+from dialer.call_window import CallWindow
+from dialer.campaigns import Campaign, DialMode, get_campaign
 from dialer.inbound_calls import InboundArrived, InboundConnected, InboundEnded, InboundNotice
 from dialer.inbound_router import InboundRouter, InboundSettings
 from dialer.leads import ClaimedLead, claim_leads, promote_due, zone_sets
@@ -95,6 +97,8 @@ class EngineSettings:
     # Per-agent wrap-up limits overriding `wrap_up_max` (simulated agents in the demo).
     wrap_limits: Mapping[int, float] = field(default_factory=dict)
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    # Calls agents place from a case (campaign previews use the campaign's window).
+    manual_window: CallWindow = MANUAL_WINDOW
 
 
 @dataclass
@@ -153,6 +157,8 @@ class CampaignEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._extensions: dict[int, str] = {}
         self.inbound = InboundRouter(self, self.settings.inbound)
+        self.agent_calls = AgentDialer(self, self.settings.manual_window)
+        self.legs_up: set[int] = set()  # agents whose nailed-up leg was originated
         desk.listeners.append(self._agent_changed)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -255,6 +261,8 @@ class CampaignEngine:
             waiting = sum(1 for w in self.board.waiting.values() if w.campaign_id == campaign.id)
             agents = self.agents_of(campaign.id)
             waiting += self.held_for_inbound(agents)
+            if campaign.mode is DialMode.PREVIEW:
+                return await self.agent_calls.offer_previews(conn, campaign, agents)
             want = self.pacer.launch(campaign, agents, self.ringing(campaign.id, now), waiting, now)
             want = min(want, self.settings.max_launch)
             if want <= 0:
@@ -266,7 +274,7 @@ class CampaignEngine:
             await self._dial(campaign, lead, wall)
         return len(leads)
 
-    def _dial_string(self, e164: str) -> str:
+    def dial_string(self, e164: str) -> str:
         return self.settings.dial_template.format(number=e164.lstrip("+"))
 
     async def _dial(self, campaign: Campaign, lead: ClaimedLead, wall: datetime) -> None:
@@ -277,7 +285,7 @@ class CampaignEngine:
         self.counters.dialed += 1
         await self.calls.dial(
             key,
-            self._dial_string(lead.e164),
+            self.dial_string(lead.e164),
             context=AMD_CONTEXT if campaign.amd else HOLD_CONTEXT,
             timeout=float(campaign.no_answer_timeout),
             caller_id=campaign.caller_id or "",
@@ -298,6 +306,9 @@ class CampaignEngine:
     async def on_notice(self, notice: CallNotice | InboundNotice) -> None:
         if isinstance(notice, InboundArrived | InboundConnected | InboundEnded):
             await self.inbound.on_notice(notice)
+            return
+        if notice.attempt_id in self.agent_calls.calls:
+            await self.agent_calls.on_notice(notice)
             return
         call = self.live.get(notice.attempt_id)
         if call is None:
@@ -482,6 +493,10 @@ class CampaignEngine:
                 self._start_shift(after)
             if self.board.waiting:
                 asyncio.get_running_loop().create_task(self.assign())
+        if after.state is AgentState.LOGGED_OUT:
+            self.legs_up.discard(after.agent_id)
+            if after.agent_id in self.agent_calls.offers:
+                asyncio.get_running_loop().create_task(self.agent_calls.agent_left(after.agent_id))
         if after.state is not AgentState.WRAP_UP:
             self._wrap_deadlines.pop(after.agent_id, None)
             self._wrapping.pop(after.agent_id, None)
@@ -501,5 +516,6 @@ class CampaignEngine:
     async def _nail_up(self, agent_id: int, dial: str) -> None:
         try:
             await self.calls.login_agent(str(agent_id), dial)
+            self.legs_up.add(agent_id)
         except Exception:
             log.warning("agent %d: could not nail up the agent leg", agent_id)

@@ -180,7 +180,7 @@ class InboundRouter:
                 "number": call.e164 or call.caller,
                 "triage": call.triage,
                 "summary": (
-                    f"Inbound call from {call.e164 or 'a withheld number'}"
+                    f"Connected: inbound call from {call.e164 or 'a withheld number'}"
                     + (" (unknown caller: triage ticket)" if call.triage else "")
                 ),
             },

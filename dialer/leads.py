@@ -301,6 +301,21 @@ async def release_claims(conn: asyncpg.Connection, claimer: str, lead_ids: Seque
     return int(status.split()[-1])
 
 
+async def skip_lead(conn: asyncpg.Connection, claimer: str, lead_id: int, until: datetime) -> bool:
+    """A previewed lead the agent did not call: back to the queue at `until`, its attempt
+    counters as before the claim."""
+    status = await conn.execute(
+        "UPDATE leads SET state = 'scheduled', next_attempt_at = $3, claimed_by = NULL, "
+        "claimed_at = NULL, attempts_total = attempts_total - 1, "
+        "attempts_today = greatest(attempts_today - 1, 0) "
+        "WHERE claimed_by = $1 AND state = 'dialing' AND id = $2",
+        claimer,
+        lead_id,
+        until,
+    )
+    return status.endswith(" 1")
+
+
 # Callbacks jump the queue: far above any balance-based priority.
 CALLBACK_PRIORITY = 10**11
 

@@ -16,7 +16,16 @@ from core import db
 from core.bus import EventBus, InProcessBus
 from core.clock import Clock, SystemClock
 from core.settings import Settings
-from web import api_agents, api_calls, api_campaigns, api_cases, auth, dialer_runtime, ws
+from web import (
+    api_agents,
+    api_calls,
+    api_campaigns,
+    api_cases,
+    api_dialing,
+    auth,
+    dialer_runtime,
+    ws,
+)
 from web.errors import error_middleware
 from web.keys import BUS, CLOCK, DATABASE_URL, POOL, SETTINGS
 
@@ -87,4 +96,5 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     api_cases.setup(app)
     api_calls.setup(app)
     dialer_runtime.setup(app)
+    api_dialing.setup(app)
     return app

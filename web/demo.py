@@ -110,6 +110,9 @@ async def seed_demo(pool: asyncpg.Pool, data_dir: Path) -> tuple[int, list[int]]
         source = data_dir / "demo-portfolio.csv"
         write_demo_portfolio(source)
         await import_portfolio(pool, SYSTEM, source, parse_mapping(_MAPPING), workers=1)
+        async with pool.acquire() as conn:
+            # The demo team works the demo portfolio: its agents can find and call its cases.
+            await conn.execute("UPDATE cases SET team_id = $1 WHERE team_id IS NULL", team_id)
     async with pool.acquire() as conn:
         campaign_id = await conn.fetchval("SELECT id FROM campaigns WHERE name = $1", DEMO_CAMPAIGN)
         if campaign_id is None:

@@ -18,6 +18,7 @@ from core.identity import Role
 from dialer.ami_api import AmiError
 from dialer.ami_client import AmiClient
 from dialer.call_control import CallControl
+from dialer.call_window import CallWindow
 from dialer.campaigns import get_campaign
 from dialer.engine import CampaignEngine, EngineSettings
 from dialer.inbound_router import InboundSettings
@@ -65,6 +66,7 @@ async def dialer_ctx(app: web.Application) -> AsyncIterator[None]:
             default_zones=(settings.locale.timezone,),
             node=socket.gethostname(),
             wrap_limits=wrap_limits,
+            manual_window=CallWindow(*settings.manual_window(), frozenset(range(1, 8))),
             inbound=InboundSettings(
                 max_wait=settings.inbound.max_wait,
                 callback_campaign_id=settings.inbound.callback_campaign or None,

@@ -1,6 +1,7 @@
 """The newcomer's path in the README: start the demo, log in as an agent, take a
 simulated call, and see it in the case's timeline."""
 
+import re
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
@@ -35,8 +36,24 @@ async def test_agent_takes_a_simulated_call_and_sees_it_in_the_timeline(
         await page.get_by_role("button", name="Save disposition").click()
         await expect(page.locator("#status")).to_have_text("Disposition saved")
         timeline = page.locator("#timeline")
-        await expect(timeline).to_contain_text("Outbound call: connected to an agent")
+        # The call is outbound, or a debtor who called in (the demo has both).
+        await expect(timeline).to_contain_text("call: connected to an agent")
         await expect(timeline).to_contain_text("Promise to pay 150.00")
         await expect(timeline).to_contain_text("Will pay at the end of the month")
         await expect(page.locator("#agent-state")).to_have_text("ready")
+        # A call of the agent's own: pause, find a case, call it.
+        await page.get_by_label("Pause reason").select_option("break")
+        await page.get_by_role("button", name="Pause").click()
+        await expect(page.locator("#agent-state")).to_have_text("paused")
+        await page.get_by_label("Find a case").fill("DEMO-00007")
+        await page.get_by_role("button", name="Find").click()
+        await page.locator("#find-results button", has_text="DEMO-00007").click()
+        await expect(page.locator("#case-card")).to_contain_text("DEMO-00007")
+        await page.get_by_role("button", name="Call", exact=True).click()
+        await expect(page.locator("#call-banner")).to_contain_text("Calling +39")
+        # Answered (wrap-up) or not (back to the pause): either way the call is filed.
+        await expect(page.locator("#timeline")).to_contain_text("Outbound call:", timeout=60_000)
+        await expect(page.locator("#agent-state")).to_have_text(
+            re.compile("paused|wrap up"), timeout=60_000
+        )
         await context.close()

@@ -7,99 +7,39 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import time
 
 import asyncpg
 import pytest
 
-from core import users
 from core.activity import timeline
-from core.bus import InProcessBus
-from core.identity import SYSTEM, Role
-from dialer.agent_desk import AgentDesk
+from core.identity import SYSTEM
 from dialer.agents import AgentState
-from dialer.ami_client import AmiClient
 from dialer.ami_events import ChannelRef, ConfbridgeJoin, CoreShowChannel, Hangup, UserEvent
-from dialer.call_control import CallControl
 from dialer.campaigns import DialMode, create_campaign
-from dialer.engine import CampaignEngine, EngineSettings
+from dialer.engine import EngineSettings
 from dialer.inbound_calls import InboundArrived, InboundConnected, InboundEnded, InboundTracker
 from dialer.inbound_router import InboundSettings
 from dialer.leads import CALLBACK_PRIORITY, load_leads
-from dialer.pacing_bridge import CampaignPacer
-from dialer.sim.clock import ScaledClock
-from dialer.sim.debtors import DebtorModel
-from dialer.sim.server import AmiSimulator, SimOptions
+from tests.dialer.engine_rig import ROME, SCALE, Rig, engine_rig
 from tests.dialer.test_leads import make_cases
 
-SCALE = 20.0
-ROME = ["Europe/Rome"]
 MAX_WAIT = 12.0
-
-
-@dataclass
-class Rig:
-    pool: asyncpg.Pool
-    bus: InProcessBus
-    clock: ScaledClock
-    sim: AmiSimulator
-    desk: AgentDesk
-    engine: CampaignEngine
-    agents: list[int]
 
 
 @pytest.fixture
 async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
-    clock = ScaledClock(SCALE)
-    sim = AmiSimulator(
-        SimOptions(
-            port=0,
-            time_scale=SCALE,
-            auth_fail_delay=0.05,
-            debtors=DebtorModel(lab_rule=True),
-        )
+    settings = EngineSettings(
+        dial_template="Local/{number}@sim-debtors",
+        agent_dial_template="Local/{agent_id}@sim-agents",
+        default_zones=tuple(ROME),
+        tick=0.5,
+        wrap_up_max=5.0,
+        inbound=InboundSettings(max_wait=MAX_WAIT, default_region="IT"),
     )
-    await sim.start()
-    client = AmiClient(
-        "127.0.0.1", sim.port, "pratica", "pratica-sim", action_timeout=2.0, reconnect_delay=0.05
-    )
-    await client.connect()
-    calls = CallControl(client)
-    calls.start()
-    bus = InProcessBus()
-    desk = AgentDesk(pool, bus, clock, wrap_up_max=5.0)
-    await desk.start()
-    engine = CampaignEngine(
-        pool,
-        bus,
-        clock,
-        desk,
-        calls,
-        CampaignPacer(),
-        EngineSettings(
-            dial_template="Local/{number}@sim-debtors",
-            agent_dial_template="Local/{agent_id}@sim-agents",
-            default_zones=tuple(ROME),
-            tick=0.5,
-            wrap_up_max=5.0,
-            inbound=InboundSettings(max_wait=MAX_WAIT, default_region="IT"),
-        ),
-    )
-    agents = []
-    async with pool.acquire() as conn:
-        for n in range(2):
-            user = await users.create_user(conn, SYSTEM, f"inb{n}", "password1", Role.AGENT)
-            agents.append(user.id)
-    await engine.start()
-    try:
-        yield Rig(pool, bus, clock, sim, desk, engine, agents)
-    finally:
-        await engine.stop()
-        await desk.stop()
-        await calls.stop()
-        await client.close()
-        await sim.close()
+    async with engine_rig(pool, prefix="inb", settings=settings) as rig:
+        yield rig
 
 
 async def _until(condition, seconds: float = 20.0) -> None:
@@ -264,6 +204,7 @@ async def test_blended_agent_takes_the_waiting_caller_before_outbound_dialing(ri
         await load_leads(conn, campaign, rig.clock.now(), ROME)
     assert len(cases) == 4
     await rig.engine.add_campaign(campaign.id)
+    rig.engine.inbound.settings = replace(rig.engine.inbound.settings, max_wait=600.0)
     caller = rig.sim.dialplan.inbound_call("+393339990003", "800", patience=60, talk=4)
     await _until(lambda: rig.engine.inbound.waiting == 1)
     await asyncio.sleep(1.0 / SCALE * 10)  # a few pacing ticks with no agent ready
@@ -288,6 +229,8 @@ async def test_an_ami_outage_keeps_waiting_callers_and_calls_back_the_ones_it_lo
             conn, [[("+393339990004", ROME)], [("+393339990005", ROME)]]
         )
     await _campaign_with_lead(rig, lost_case)
+    # Long enough a queue that the outage (and a loaded machine) cannot time the caller out.
+    rig.engine.inbound.settings = replace(rig.engine.inbound.settings, max_wait=600.0)
     kept = rig.sim.dialplan.inbound_call("+393339990004", "800", patience=120, talk=3)
     lost = rig.sim.dialplan.inbound_call("+393339990005", "800", patience=120, talk=3)
     await _until(lambda: rig.engine.inbound.waiting == 2)

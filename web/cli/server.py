@@ -97,7 +97,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sim_port = free_port()
     settings = _with_overrides(args, ami__host="127.0.0.1", ami__port=sim_port, ami__secret="pratica-sim",
                                ami__dial_template="Local/{number}@sim-debtors",
-                               ami__agent_dial_template="Local/{agent_id}@sim-agents")  # fmt: skip
+                               ami__agent_dial_template="Local/{agent_id}@sim-agents",
+                               # The demo runs at any hour of the day (simulated debtors).
+                               dialer__manual_window_start="00:00",
+                               dialer__manual_window_end="24:00")  # fmt: skip
     clock = ScaledClock(scale)
     # Every call would log a line; the live view shows the numbers instead.
     for noisy in ("dialer", "panoramisk", "aiohttp.access"):

@@ -5,7 +5,11 @@ import { Softphone } from "./softphone.js";
 import { renderCase, renderTimeline, prependActivity } from "./case_card.js";
 
 const $ = (selector) => document.querySelector(selector);
-const state = { user: null, live: null, softphone: null, caseId: null, attemptKey: null, cursor: null };
+const state = {
+  user: null, live: null, softphone: null, caseId: null, attemptKey: null, cursor: null,
+  agentState: "logged_out", preview: null,
+};
+const BUSY = new Set(["reserved", "on_call", "wrap_up", "logged_out"]);
 
 function show(id) {
   for (const section of document.querySelectorAll("[data-screen]")) {
@@ -25,6 +29,8 @@ function setAgentState(agent) {
   $("#pause-reason").hidden = agent.state !== "paused";
   $("#pause-reason").textContent = agent.pause_reason || "";
   $("#disposition").hidden = !(agent.state === "wrap_up" && state.attemptKey);
+  state.agentState = agent.state;
+  $("#dial").disabled = BUSY.has(agent.state) || !$("#dial-phone").options.length;
 }
 
 async function login(event) {
@@ -92,6 +98,78 @@ async function agentEvent(data) {
     await openCase(data.case_id, data.attempt_key);
     $("#call-banner").textContent = data.summary || "Connected";
   }
+  if (data.type === "preview") {
+    await openCase(data.case_id, null);
+    state.preview = data.lead_id;
+    $("#preview-text").textContent = data.summary || `Preview: ${data.number}`;
+    $("#preview-bar").hidden = false;
+  }
+}
+
+async function preview(action) {
+  const lead = state.preview;
+  if (lead === null) return;
+  try {
+    await api("POST", `/api/previews/${lead}/${action}`);
+    state.preview = null;
+    $("#preview-bar").hidden = true;
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+async function dial() {
+  const phoneId = Number($("#dial-phone").value);
+  try {
+    await api("POST", `/api/cases/${state.caseId}/call`, phoneId ? { phone_id: phoneId } : {});
+    status("");
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+function fillPhones(phones) {
+  const select = $("#dial-phone");
+  select.replaceChildren();
+  for (const phone of phones || []) {
+    if (phone.do_not_call || !phone.active || phone.consent === "revoked") continue;
+    const option = document.createElement("option");
+    option.value = phone.id;
+    option.textContent = `${phone.e164} (${phone.kind})`;
+    select.append(option);
+  }
+  $("#dial").disabled = BUSY.has(state.agentState) || !select.options.length;
+}
+
+async function find(event) {
+  event.preventDefault();
+  const text = new FormData(event.target).get("q").trim();
+  const list = $("#find-results");
+  list.replaceChildren();
+  if (!text) {
+    list.hidden = true;
+    return;
+  }
+  try {
+    const page = await api("GET", `/api/cases?limit=10&filter=${encodeURIComponent(JSON.stringify({ text }))}`);
+    for (const item of page.items) {
+      const entry = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      const name = item.company_name || [item.first_name, item.last_name].filter(Boolean).join(" ");
+      button.textContent = `${item.reference} — ${name} — ${item.status} — ${item.balance} ${item.currency}`;
+      button.addEventListener("click", async () => {
+        list.hidden = true;
+        await openCase(item.id, null);
+      });
+      entry.append(button);
+      list.append(entry);
+    }
+    if (!page.items.length) list.append(Object.assign(document.createElement("li"), { textContent: "No case found" }));
+    list.hidden = false;
+  } catch (error) {
+    status(error.message, true);
+  }
 }
 
 async function openCase(caseId, attemptKey) {
@@ -101,6 +179,7 @@ async function openCase(caseId, attemptKey) {
   try {
     const card = await api("GET", `/api/cases/${caseId}`);
     renderCase($("#case-card"), card);
+    fillPhones(card.phones);
     fillOutcomes(card.allowed_statuses || []);
     const page = await api("GET", `/api/cases/${caseId}/activities?limit=50`);
     state.cursor = page.next_cursor;
@@ -172,6 +251,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#logout").addEventListener("click", logout);
   $("#more").addEventListener("click", more);
   $("#disposition-form").addEventListener("submit", dispose);
+  $("#find-form").addEventListener("submit", find);
+  $("#dial").addEventListener("click", dial);
+  $("#preview-call").addEventListener("click", () => preview("call"));
+  $("#preview-skip").addEventListener("click", () => preview("skip"));
   try {
     const me = await api("GET", "/api/me");
     await start(me);
