@@ -20,7 +20,7 @@ import asyncpg
 
 from core import audit
 from core.cases import CaseError, money
-from core.identity import Actor, PermissionDenied, Role
+from core.identity import SYSTEM, Actor, PermissionDenied, Role
 
 MAX_PAGE = 200
 SORTS = {
@@ -225,6 +225,23 @@ async def search(
             sort_value.isoformat() if hasattr(sort_value, "isoformat") else sort_value, last["id"]
         )
     return SearchPage(items, next_cursor)
+
+
+async def saved_filter_case_ids(conn: asyncpg.Connection, filter_id: int, today: date) -> list[int]:
+    """Every case a saved filter matches, whoever may see them (a campaign's selection)."""
+    definition = await conn.fetchval(
+        "SELECT definition FROM saved_filters WHERE id = $1", filter_id
+    )
+    if definition is None:
+        raise FilterError(f"no saved filter {filter_id}")
+    w = _where(parse_filter(definition), SYSTEM, None, today)
+    where = " AND ".join(w.clauses) or "true"
+    # Every fragment is a constant of this module; user input is only in w.args.
+    rows = await conn.fetch(
+        f"SELECT c.id FROM cases c JOIN debtors d ON d.id = c.debtor_id WHERE {where}",  # noqa: S608
+        *w.args,
+    )
+    return [r["id"] for r in rows]
 
 
 async def may_see_case(

@@ -54,6 +54,7 @@ class Campaign:
     priority_rule: PriorityRule = PriorityRule.BALANCE
     no_answer_timeout: int = 25
     active: bool = False
+    saved_filter_id: int | None = None  # cases also matching this saved filter
 
     @property
     def compliance(self) -> ComplianceProfile:
@@ -80,7 +81,7 @@ class Campaign:
 _COLUMNS = (
     "id, name, portfolio_ids, creditor_id, statuses, mode, pacing, compliance_profile, "
     "window_start, window_end, days_of_week, holidays, caller_id, amd, max_attempts_per_day, "
-    "max_attempts_total, retry_delays, priority_rule, no_answer_timeout, active"
+    "max_attempts_total, retry_delays, priority_rule, no_answer_timeout, active, saved_filter_id"
 )
 
 
@@ -88,8 +89,8 @@ _INSERT = (
     "INSERT INTO campaigns (name, portfolio_ids, creditor_id, statuses, mode, pacing, "  # noqa: S608 - constant columns
     "compliance_profile, window_start, window_end, days_of_week, holidays, caller_id, amd, "
     "max_attempts_per_day, max_attempts_total, retry_delays, priority_rule, no_answer_timeout, "
-    "active) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
-    "$18, $19) RETURNING " + _COLUMNS
+    "active, saved_filter_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+    "$14, $15, $16, $17, $18, $19, $20) RETURNING " + _COLUMNS
 )
 
 
@@ -117,6 +118,7 @@ def _from_row(row: asyncpg.Record) -> Campaign:
         priority_rule=PriorityRule(row["priority_rule"]),
         no_answer_timeout=row["no_answer_timeout"],
         active=row["active"],
+        saved_filter_id=row["saved_filter_id"],
     )
 
 
@@ -159,6 +161,7 @@ async def create_campaign(
     priority_rule: PriorityRule = PriorityRule.BALANCE,
     no_answer_timeout: int = 25,
     active: bool = False,
+    saved_filter_id: int | None = None,
 ) -> Campaign:
     actor.require(Role.MANAGER, "creating campaigns")
     values: dict[str, Any] = {
@@ -191,7 +194,12 @@ async def create_campaign(
                 priority_rule.value,
                 no_answer_timeout,
                 active,
+                saved_filter_id,
             )
+        except asyncpg.ForeignKeyViolationError:
+            raise CampaignError(
+                f"saved_filter_id: no saved filter {saved_filter_id} (or creditor)"
+            ) from None
         except asyncpg.UniqueViolationError:
             raise CampaignError(f"a campaign named {name!r} exists already") from None
         except asyncpg.CheckViolationError as exc:

@@ -55,32 +55,45 @@ _FIRST_PHONE = """
 """
 
 
-async def load_leads(
-    conn: asyncpg.Connection, campaign: Campaign, now: datetime, default_zones: Sequence[str]
-) -> int:
-    """Add a lead for every matching case not yet in the campaign; returns how many."""
-    priority = _PRIORITY[campaign.priority_rule]
-    where = """
+def _selection(case_ids: str) -> str:
+    """The campaign's cases: portfolios $1, creditor $2, statuses $3, and the ids matched by
+    its saved filter (`case_ids`, the placeholder of that parameter; NULL: no filter)."""
+    return f"""
         (cardinality($1::bigint[]) = 0 OR c.portfolio_id = ANY($1::bigint[]))
         AND ($2::bigint IS NULL OR c.creditor_id = $2)
         AND CASE WHEN cardinality($3::text[]) = 0 THEN c.status NOT IN ('paid', 'closed')
                  ELSE c.status = ANY($3::text[]) END
+        AND ({case_ids}::bigint[] IS NULL OR c.id = ANY({case_ids}::bigint[]))
     """
+
+
+async def load_leads(
+    conn: asyncpg.Connection,
+    campaign: Campaign,
+    now: datetime,
+    default_zones: Sequence[str],
+    case_ids: Sequence[int] | None = None,
+) -> int:
+    """Add a lead for every matching case not yet in the campaign; returns how many.
+    `case_ids`: the cases the campaign's saved filter matches (the caller evaluates it)."""
+    priority = _PRIORITY[campaign.priority_rule]
     args = (
         list(campaign.portfolio_ids),
         campaign.creditor_id,
         list(campaign.statuses),
         list(default_zones),
     )
+    selected = None if case_ids is None else list(case_ids)
     async with conn.transaction():
         await conn.execute(
             f"""
             INSERT INTO zone_sets (zones)
             SELECT DISTINCT ph.zones FROM cases c JOIN LATERAL ({_FIRST_PHONE}) ph ON true
-            WHERE {where}
+            WHERE {_selection("$5")}
             ON CONFLICT (zones) DO NOTHING
             """,  # noqa: S608 - constant fragments, values are parameters
             *args,
+            selected,
         )
         status = await conn.execute(
             f"""
@@ -90,12 +103,13 @@ async def load_leads(
             FROM cases c
             JOIN LATERAL ({_FIRST_PHONE}) ph ON true
             JOIN zone_sets z ON z.zones = ph.zones
-            WHERE {where}
+            WHERE {_selection("$7")}
             ON CONFLICT (campaign_id, case_id) DO NOTHING
             """,  # noqa: S608 - constant fragments, values are parameters
             *args,
             now,
             campaign.id,
+            selected,
             *([now.date()] if campaign.priority_rule is PriorityRule.PROMISE_DUE else []),
         )
     return int(status.split()[-1])

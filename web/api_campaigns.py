@@ -34,6 +34,7 @@ def _campaign_view(c: Any) -> dict[str, Any]:
         "active": c.active,
         "compliance_profile": c.compliance_profile,
         "portfolio_ids": list(c.portfolio_ids),
+        "saved_filter_id": c.saved_filter_id,
         "window": {
             "start": c.window.start.isoformat(),
             "end": c.window.end.isoformat(),
@@ -63,6 +64,7 @@ def _parse_create(body: dict[str, Any]) -> dict[str, Any]:
         "priority_rule",
         "no_answer_timeout",
         "active",
+        "saved_filter_id",
     }
     unknown = set(body) - known - {"name"}
     if unknown:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from core import audit
 from core.identity import Role
+from crm_bridge import store
 from dialer.ami_api import AmiError
 from dialer.ami_client import AmiClient
 from dialer.call_control import CallControl
@@ -111,7 +112,12 @@ async def start_campaign(request: web.Request) -> web.Response:
         campaign = await get_campaign(conn, campaign_id)
         if campaign is None:
             return json_error(404, "not_found", f"no campaign {campaign_id}")
-        loaded = await load_leads(conn, campaign, clock.now(), zones)
+        case_ids = None
+        if campaign.saved_filter_id is not None:
+            case_ids = await store.saved_filter_case_ids(
+                conn, campaign.saved_filter_id, clock.now().date()
+            )
+        loaded = await load_leads(conn, campaign, clock.now(), zones, case_ids)
         await conn.execute(
             "UPDATE campaigns SET active = true, updated_at = now() WHERE id = $1", campaign_id
         )

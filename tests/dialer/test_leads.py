@@ -4,7 +4,9 @@ from datetime import UTC, date, datetime, time, timedelta
 import asyncpg
 import pytest
 
-from core.identity import SYSTEM
+from core import users
+from core.identity import SYSTEM, Role
+from crm_bridge import store
 from dialer.campaigns import CampaignError, create_campaign
 from dialer.leads import (
     claim_leads,
@@ -257,3 +259,20 @@ async def test_us_profile_caps_attempts_per_debtor_at_seven_in_seven_days(conn):
     assert await due_claims(conn, c, NOW, 1) == []
     # A day later the oldest attempts fall out of the 7-day window.
     assert len(await due_claims(conn, c, NOW + timedelta(days=1), 1, date(2026, 11, 25))) == 1
+
+
+async def test_a_campaign_selects_its_cases_by_a_saved_filter_too(conn):
+    cases = await make_cases(
+        conn, [[(f"+3933312346{i:02d}", ROME)] for i in range(4)], [100, 900, 700, 50]
+    )
+    manager = await users.create_user(conn, SYSTEM, "filters", "password1", Role.MANAGER)
+    saved = await store.save_filter(conn, manager.actor, "big", {"balance_min": "500"})
+    c = await campaign(conn, saved_filter_id=saved.id)
+    assert c.saved_filter_id == saved.id
+    ids = await store.saved_filter_case_ids(conn, saved.id, TODAY)
+    assert sorted(ids) == sorted([cases[1], cases[2]])
+    assert await load_leads(conn, c, NOW, ROME, ids) == 2
+    loaded = {r["case_id"] for r in await conn.fetch("SELECT case_id FROM leads")}
+    assert loaded == {cases[1], cases[2]}
+    with pytest.raises(CampaignError, match="no saved filter"):
+        await campaign(conn, name="c2", saved_filter_id=saved.id + 100)
