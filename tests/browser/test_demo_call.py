@@ -22,6 +22,7 @@ async def test_agent_takes_a_simulated_call_and_sees_it_in_the_timeline(
         await page.get_by_label("Password").fill("pratica-demo")
         await page.get_by_role("button", name="Log in").click()
         await expect(page.locator("#link-state")).to_have_text("connected")
+        await expect(page.locator("#preview-bar")).to_be_hidden()  # only for preview campaigns
         await page.get_by_role("button", name="Ready").click()
         # The dialer connects a live debtor: the case pops up by itself.
         await expect(page.locator("#case-card h2")).to_be_visible(timeout=90_000)
