@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dialer.ami_client import (
@@ -95,12 +95,14 @@ class CallControl:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         async for item in self.client.events():
-            notices: list[CallNotice | InboundNotice]
+            notices: Sequence[CallNotice | InboundNotice]
             if isinstance(item, ReceivedEvent):
                 if item.event is None:
                     continue
-                notices = [*self.tracker.feed(item.event, item.received_at)]
-                notices += self.inbound.feed(item.event, item.received_at)
+                notices = self.tracker.feed(item.event, item.received_at)
+                inbound = self.inbound.feed(item.event, item.received_at)
+                if inbound:
+                    notices = [*notices, *inbound]
                 received = item.received_at
             elif isinstance(item, Reconnected):
                 self.link_up = True
