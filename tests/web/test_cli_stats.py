@@ -39,6 +39,11 @@ def test_render_flags_a_campaign_over_its_cap():
     )
     assert "abandon rate  3.10% (cap 3%: OVER CAP)" in text
     assert "talking 1/2" in text and "dials    900" in text
+    inbound = {"offered": 9, "connected": 6, "waiting": 1, "abandoned": 1, "timed_out": 1,
+               "triage": 2, "callbacks": 2, "longest_wait_seconds": 75.4}  # fmt: skip
+    text = render([], [{"state": "ready"}], inbound)
+    assert "Inbound: offered 9  connected 6  waiting 1  abandoned 2 (timed out 1)" in text
+    assert "longest wait 75 s" in text
 
 
 async def test_stats_command_reads_a_running_server(database_url: str, tmp_path):

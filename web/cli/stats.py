@@ -23,8 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_stats)
 
 
-def render(campaigns: list[dict[str, Any]], agents: list[dict[str, Any]]) -> str:
-    """The dashboard as text: agents by state, then one block per campaign."""
+def render(
+    campaigns: list[dict[str, Any]],
+    agents: list[dict[str, Any]],
+    inbound: dict[str, Any] | None = None,
+) -> str:
+    """The dashboard as text: agents by state, inbound callers, one block per campaign."""
     by_state = Counter(a["state"] for a in agents)
     talking = by_state.get("on_call", 0)
     logged_in = sum(v for k, v in by_state.items() if k != "logged_out")
@@ -35,6 +39,13 @@ def render(campaigns: list[dict[str, Any]], agents: list[dict[str, Any]]) -> str
         )
         + f"   (talking {talking}/{logged_in})",
     ]
+    if inbound:
+        lines.append(
+            f"Inbound: offered {inbound['offered']}  connected {inbound['connected']}  "
+            f"waiting {inbound['waiting']}  abandoned {inbound['abandoned'] + inbound['timed_out']} "
+            f"(timed out {inbound['timed_out']})  unknown callers {inbound['triage']}  "
+            f"callbacks {inbound['callbacks']}  longest wait {inbound['longest_wait_seconds']:.0f} s"
+        )
     for c in campaigns:
         s = c["stats"]
         reg = s["windows"][s["regulatory_window"]]
@@ -68,7 +79,10 @@ async def _fetch(session: aiohttp.ClientSession, url: str, campaigns: list[int] 
     async with session.get(f"{url}/api/agents") as r:
         r.raise_for_status()
         agents = (await r.json())["agents"]
-    return render(blocks, agents)
+    async with session.get(f"{url}/api/dialer") as r:
+        r.raise_for_status()
+        inbound = (await r.json()).get("inbound")
+    return render(blocks, agents, inbound)
 
 
 async def _run(args: argparse.Namespace, password: str) -> int:
