@@ -83,6 +83,24 @@ class SoftphoneSettings:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    # Seconds of wrap-up after a call before the agent is made ready again.
+    wrap_up_max: float = 60.0
+    # Pause reason codes with their maximum minutes (supervisors see overruns).
+    pause_reasons: str = "break:15,lunch:60,training:120,meeting:60,technical:10"
+
+    def pause_limits(self) -> dict[str, int]:
+        """The pause reasons as {code: maximum seconds}; ValueError names the bad item."""
+        out: dict[str, int] = {}
+        for item in self.pause_reasons.split(","):
+            code, _, minutes = item.strip().partition(":")
+            if not code or not minutes.strip().isdigit() or int(minutes) <= 0:
+                raise ValueError(f"expected code:minutes, got {item.strip()!r}")
+            out[code.strip()] = int(minutes) * 60
+        return out
+
+
+@dataclass(frozen=True)
 class DialerSettings:
     # Calls an agent places from a case: allowed between these local times of the debtor
     # (every zone the number may be in), any day. Campaigns have their own windows.
@@ -114,6 +132,7 @@ class Settings:
     softphone: SoftphoneSettings = field(default_factory=SoftphoneSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
     dialer: DialerSettings = field(default_factory=DialerSettings)
+    agents: AgentSettings = field(default_factory=AgentSettings)
 
     def manual_window(self) -> tuple[time, time]:
         """The manual-call window as times ("24:00" is the end of the day)."""
@@ -154,6 +173,14 @@ class Settings:
             )
         if self.inbound.callback_campaign < 0 or self.inbound.reserved_agents < 0:
             problems.append("inbound.callback_campaign / reserved_agents: must not be negative")
+        if not 5 <= self.agents.wrap_up_max <= 3600:
+            problems.append(
+                f"agents.wrap_up_max: must be 5..3600 seconds, got {self.agents.wrap_up_max}"
+            )
+        try:
+            self.agents.pause_limits()
+        except ValueError as exc:
+            problems.append(f"agents.pause_reasons: {exc}")
         try:
             start, end = self.manual_window()
             if start >= end:

@@ -29,7 +29,10 @@ _AGENT_REQUESTS = {
 
 
 async def desk_ctx(app: web.Application) -> AsyncIterator[None]:
-    desk = AgentDesk(app[POOL], app[BUS], app[CLOCK])
+    agents = app[SETTINGS].agents
+    desk = AgentDesk(
+        app[POOL], app[BUS], app[CLOCK], agents.pause_limits(), wrap_up_max=agents.wrap_up_max
+    )
     app[DESK] = desk
     await desk.start()
     yield

@@ -67,6 +67,7 @@ async def dialer_ctx(app: web.Application) -> AsyncIterator[None]:
             default_zones=(settings.locale.timezone,),
             node=socket.gethostname(),
             wrap_limits=wrap_limits,
+            wrap_up_max=settings.agents.wrap_up_max,
             manual_window=CallWindow(*settings.manual_window(), frozenset(range(1, 8))),
             inbound=InboundSettings(
                 max_wait=settings.inbound.max_wait,

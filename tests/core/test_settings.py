@@ -64,3 +64,28 @@ def test_every_setting_is_described():
         "PRATICA_REDIS_URL",
         "PRATICA_AMI_SECRET",
     } <= names
+
+
+def test_agent_dialer_and_inbound_settings_are_parsed_and_checked():
+    settings = load_settings(
+        environ={
+            "PRATICA_AGENTS_PAUSE_REASONS": "break:10, coaching:45",
+            "PRATICA_DIALER_MANUAL_WINDOW_END": "24:00",
+            "PRATICA_INBOUND_MAX_WAIT": "120",
+        }
+    )
+    assert settings.agents.pause_limits() == {"break": 600, "coaching": 2700}
+    assert settings.manual_window()[1].hour == 23
+    assert settings.inbound.max_wait == 120.0
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            environ={
+                "PRATICA_AGENTS_PAUSE_REASONS": "break:ten",
+                "PRATICA_DIALER_MANUAL_WINDOW_START": "22:00",
+                "PRATICA_INBOUND_MAX_WAIT": "1",
+            }
+        )
+    message = str(caught.value)
+    assert "agents.pause_reasons: expected code:minutes, got 'break:ten'" in message
+    assert "dialer.manual_window_start: must be before manual_window_end" in message
+    assert "inbound.max_wait: must be 5..3600 seconds" in message
