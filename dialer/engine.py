@@ -364,9 +364,17 @@ class CampaignEngine:
     # --- connecting live answers ------------------------------------------------------------
 
     async def assign(self) -> None:
+        taken = False
         for waiting, agent in self.board.assign(list(self.desk.sessions.values())):
             call = self.live.get(waiting.key)
             if call is None:
+                continue
+            if self.desk.session(agent.agent_id).state is not AgentState.READY:
+                # The pairs were chosen before this loop awaited a Redirect; meanwhile a
+                # concurrent assign() reserved this agent. The call keeps waiting (same
+                # deadline) instead of being dropped from the board.
+                self.board.arrive(waiting)
+                taken = True
                 continue
             started = self.clock.monotonic()
             self.desk.change(
@@ -398,6 +406,8 @@ class CampaignEngine:
                     "summary": f"Connected: {call.lead.e164}",
                 },
             )
+        if taken:
+            await self.assign()  # another ready agent may take the calls put back
 
     async def _abandon(self, waiting: WaitingCall) -> None:
         call = self.live.get(waiting.key)
