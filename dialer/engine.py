@@ -397,12 +397,22 @@ class CampaignEngine:
 
     async def assign(self) -> None:
         retry: list[WaitingCall] = []
+        taken = False
         for waiting, agent in self.board.assign(list(self.desk.sessions.values())):
+            call = self.live.get(waiting.key)
+            if call is None and not waiting.inbound:
+                continue
+            if self.desk.session(agent.agent_id).state is not AgentState.READY:
+                # The pairs were chosen before this loop awaited a Redirect; meanwhile a
+                # concurrent assign() reserved this agent. The call keeps waiting (same
+                # deadline) instead of being dropped from the board.
+                self.board.arrive(waiting)
+                taken = True
+                continue
             if waiting.inbound:
                 if not await self.inbound.connect(waiting, agent):
                     retry.append(waiting)  # the caller keeps waiting for another agent
                 continue
-            call = self.live.get(waiting.key)
             if call is None:
                 continue
             started = self.clock.monotonic()
@@ -438,6 +448,8 @@ class CampaignEngine:
         for waiting in retry:
             if waiting.key in self.inbound.calls:
                 self.board.arrive(waiting)
+        if taken:
+            await self.assign()  # another ready agent may take the calls put back
 
     async def _abandon(self, waiting: WaitingCall) -> None:
         call = self.live.get(waiting.key)
