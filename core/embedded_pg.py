@@ -11,6 +11,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -197,8 +198,29 @@ class EmbeddedPostgres:
         if exists.stdout.strip() != "1":
             self._run(*psql, f'CREATE DATABASE "{self.user}"')
 
-    def stop(self) -> None:
-        if self.initialized and self.running:
-            self._run(
-                str(self.bindir / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", str(self.datadir)
+    def stop(self, timeout: float = 60.0) -> None:
+        """Fast shutdown, waiting until the server is gone. Driven by the pid file rather than
+        `pg_ctl status`, and with a direct signal as the fallback: a cluster must never be
+        left running behind a command that says it stopped."""
+        pid_file = self.datadir / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        proc = subprocess.run(
+            self._cmd(str(self.bindir / "pg_ctl"), "stop", "-w", "-t", str(int(timeout)),
+                      "-m", "fast", "-D", str(self.datadir)),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode == 0 or not pid_file.exists():
+            return
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+            os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+        except (OSError, ValueError):
+            pass
+        deadline = time.monotonic() + timeout
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_file.exists():
+            raise EmbeddedPostgresError(
+                f"pg_ctl stop failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
             )
