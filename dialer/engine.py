@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -416,40 +417,48 @@ class CampaignEngine:
             if call is None:
                 continue
             started = self.clock.monotonic()
-            self.desk.change(
-                SYSTEM,
-                agent.agent_id,
-                AgentState.RESERVED,
-                case_id=call.lead.case_id,
-                attempt_key=call.key,
-            )
             call.agent_id = agent.agent_id
-            try:
-                await self.calls.connect_to_agent(call.key, str(agent.agent_id))
-            except Exception:
-                log.warning("attempt %s: redirect to agent %d failed", call.key, agent.agent_id)
+            pop = {"campaign_id": call.campaign_id, "direction": "outbound",
+                   "number": call.lead.e164, "summary": f"Connected: {call.lead.e164}"}  # fmt: skip
+            if await self.put_through(
+                agent.agent_id, call.lead.case_id, call.key,
+                partial(self.calls.connect_to_agent, call.key, str(agent.agent_id)),
+                pop,
+            ):  # fmt: skip
+                self.counters.live_to_redirect.append(self.clock.monotonic() - started)
+            else:
                 call.agent_id = None
-                with contextlib.suppress(AgentStateError):
-                    self.desk.change(SYSTEM, agent.agent_id, AgentState.READY)
-                continue
-            self.counters.live_to_redirect.append(self.clock.monotonic() - started)
-            self.ledger.mark(call.key, agent_id=agent.agent_id)
-            await self.bus.broadcast(
-                f"agent:{agent.agent_id}",
-                {
-                    "type": "screen_pop",
-                    "case_id": call.lead.case_id,
-                    "attempt_key": call.key,
-                    "campaign_id": call.campaign_id,
-                    "number": call.lead.e164,
-                    "summary": f"Connected: {call.lead.e164}",
-                },
-            )
         for waiting in retry:
             if waiting.key in self.inbound.calls:
                 self.board.arrive(waiting)
         if taken:
             await self.assign()  # another ready agent may take the calls put back
+
+    async def put_through(
+        self,
+        agent_id: int,
+        case_id: int,
+        key: str,
+        redirect: Callable[[], Awaitable[None]],
+        pop: Mapping[str, Any],
+    ) -> bool:
+        """Reserve the agent, move the caller into the agent's conference and pop the case
+        on the agent's screen in the same instant. False when the redirect failed (the
+        agent is ready again and the caller keeps its place)."""
+        self.desk.change(SYSTEM, agent_id, AgentState.RESERVED, case_id=case_id, attempt_key=key)
+        try:
+            await redirect()
+        except Exception:
+            log.warning("call %s: redirect to agent %d failed", key, agent_id)
+            with contextlib.suppress(AgentStateError):
+                self.desk.change(SYSTEM, agent_id, AgentState.READY)
+            return False
+        self.ledger.mark(key, agent_id=agent_id)
+        await self.bus.broadcast(
+            f"agent:{agent_id}",
+            {"type": "screen_pop", "case_id": case_id, "attempt_key": key, **pop},
+        )
+        return True
 
     async def _abandon(self, waiting: WaitingCall) -> None:
         call = self.live.get(waiting.key)

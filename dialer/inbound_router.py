@@ -16,6 +16,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -149,42 +150,25 @@ class InboundRouter:
         call = self.calls.get(waiting.key)
         if call is None:
             return False
-        started = engine.clock.monotonic()
-        engine.desk.change(
-            SYSTEM,
-            agent.agent_id,
-            AgentState.RESERVED,
-            case_id=call.match.case_id,
-            attempt_key=call.key,
-        )
+        waited = engine.clock.monotonic() - call.arrived
         call.agent_id = agent.agent_id
-        try:
-            await engine.calls.connect_inbound(call.key, str(agent.agent_id))
-        except Exception:
-            log.warning("inbound %s: redirect to agent %d failed", call.key, agent.agent_id)
+        pop = {
+            "campaign_id": None,
+            "direction": "inbound",
+            "number": call.e164 or call.caller,
+            "triage": call.triage,
+            "summary": (
+                f"Connected: inbound call from {call.e164 or 'a withheld number'}"
+                + (" (unknown caller: triage ticket)" if call.triage else "")
+            ),
+        }
+        if not await engine.put_through(
+            agent.agent_id, call.match.case_id, call.key,
+            partial(engine.calls.connect_inbound, call.key, str(agent.agent_id)), pop,
+        ):  # fmt: skip
             call.agent_id = None
-            with contextlib.suppress(AgentStateError):
-                engine.desk.change(SYSTEM, agent.agent_id, AgentState.READY)
             return False
-        waited = started - call.arrived
         self.counters.longest_wait = max(self.counters.longest_wait, waited)
-        engine.ledger.mark(call.key, agent_id=agent.agent_id)
-        await engine.bus.broadcast(
-            f"agent:{agent.agent_id}",
-            {
-                "type": "screen_pop",
-                "case_id": call.match.case_id,
-                "attempt_key": call.key,
-                "campaign_id": None,
-                "direction": "inbound",
-                "number": call.e164 or call.caller,
-                "triage": call.triage,
-                "summary": (
-                    f"Connected: inbound call from {call.e164 or 'a withheld number'}"
-                    + (" (unknown caller: triage ticket)" if call.triage else "")
-                ),
-            },
-        )
         return True
 
     def _connected(self, n: InboundConnected) -> None:

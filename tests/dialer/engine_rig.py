@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import Any
 
 import asyncpg
 
 from core import users
-from core.bus import InProcessBus
+from core.bus import InProcessBus, Subscription
 from core.identity import SYSTEM, Role
 from dialer.agent_desk import AgentDesk
 from dialer.ami_client import AmiClient
@@ -92,3 +94,19 @@ async def engine_rig(
         await calls.stop()
         await client.close()
         await simulator.close()
+
+
+async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Wait (real seconds) for a condition reached by the engine's or simulator's tasks."""
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def next_message(sub: Subscription, kind: str, seconds: float = 20.0) -> dict[str, Any]:
+    """The next bus message of type `kind` on a subscription (e.g. a screen pop)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            got = await sub.get(timeout=0.2)
+            if got is not None and got.data.get("type") == kind:
+                return dict(got.data)

@@ -4,7 +4,6 @@ a preview campaign offers each ready agent a lead to call or skip."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import time
 
@@ -18,7 +17,7 @@ from dialer.agents import AgentState
 from dialer.call_window import CallWindow
 from dialer.campaigns import DialMode, create_campaign
 from dialer.leads import load_leads
-from tests.dialer.engine_rig import ROME, Rig, engine_rig
+from tests.dialer.engine_rig import ROME, Rig, engine_rig, next_message, until
 from tests.dialer.test_leads import make_cases
 
 ALWAYS = CallWindow(time(0, 0), time(23, 59), frozenset(range(1, 8)))
@@ -31,15 +30,9 @@ async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
         yield rig
 
 
-async def _until(condition, seconds: float = 20.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 async def _ready(rig: Rig, agent_id: int) -> None:
     rig.desk.change(SYSTEM, agent_id, AgentState.READY)
-    await _until(lambda: agent_id in rig.engine.legs_up)
+    await until(lambda: agent_id in rig.engine.legs_up)
 
 
 async def _attempt(rig: Rig, key: str) -> asyncpg.Record:
@@ -56,14 +49,10 @@ async def test_manual_call_from_a_case_reaches_the_agent_without_amd(rig: Rig):
     async with rig.bus.listen(f"agent:{agent}") as pops:
         key = await rig.engine.agent_calls.dial_case(SYSTEM, agent, case_id)
         assert rig.desk.session(agent).state is AgentState.RESERVED
-        async with asyncio.timeout(10):
-            while True:
-                got = await pops.get(timeout=0.2)
-                if got is not None and got.data.get("type") == "screen_pop":
-                    break
-    assert got.data["attempt_key"] == key and got.data["manual"] is True
-    await _until(lambda: rig.desk.session(agent).state is AgentState.ON_CALL)
-    await _until(lambda: rig.desk.session(agent).state is AgentState.WRAP_UP, seconds=30)
+        pop = await next_message(pops, "screen_pop", 10)
+    assert pop["attempt_key"] == key and pop["manual"] is True
+    await until(lambda: rig.desk.session(agent).state is AgentState.ON_CALL)
+    await until(lambda: rig.desk.session(agent).state is AgentState.WRAP_UP, seconds=30)
     row = await _attempt(rig, key)
     assert row["outcome"] == "completed" and row["agent_id"] == agent
     assert row["amd_at"] is None and row["abandoned_at"] is None
@@ -85,7 +74,7 @@ async def test_unanswered_manual_call_from_a_pause_returns_the_agent_to_the_paus
     await _ready(rig, agent)
     rig.desk.change(SYSTEM, agent, AgentState.PAUSED, pause_reason="break")
     key = await rig.engine.agent_calls.dial_case(SYSTEM, agent, case_id)
-    await _until(lambda: key not in rig.engine.agent_calls.calls)
+    await until(lambda: key not in rig.engine.agent_calls.calls)
     session = rig.desk.session(agent)
     assert session.state is AgentState.PAUSED and session.pause_reason == "break"
     assert (await _attempt(rig, key))["outcome"] == "busy"
@@ -137,25 +126,17 @@ async def test_preview_campaign_offers_a_lead_to_call_or_skip(rig: Rig):
     await rig.engine.add_campaign(campaign.id)
     async with rig.bus.listen(f"agent:{agent}") as pops:
         await _ready(rig, agent)
-
-        async def next_preview() -> dict:
-            async with asyncio.timeout(10):
-                while True:
-                    got = await pops.get(timeout=0.2)
-                    if got is not None and got.data.get("type") == "preview":
-                        return dict(got.data)
-
-        first = await next_preview()
+        first = await next_message(pops, "preview", 10)
         assert first["case_id"] == cases[0]  # the larger balance first
         assert rig.desk.session(agent).state is AgentState.RESERVED
         await rig.engine.agent_calls.skip_preview(SYSTEM, agent, first["lead_id"])
-        second = await next_preview()
+        second = await next_message(pops, "preview", 10)
         assert second["case_id"] == cases[1]
         with pytest.raises(AgentDialError, match="not previewed by you"):
             await rig.engine.agent_calls.dial_preview(SYSTEM, agent, first["lead_id"])
         key = await rig.engine.agent_calls.dial_preview(SYSTEM, agent, second["lead_id"])
-    await _until(lambda: rig.desk.session(agent).state is AgentState.ON_CALL)
-    await _until(lambda: key not in rig.engine.agent_calls.calls, seconds=30)
+    await until(lambda: rig.desk.session(agent).state is AgentState.ON_CALL)
+    await until(lambda: key not in rig.engine.agent_calls.calls, seconds=30)
     row = await _attempt(rig, key)
     assert row["outcome"] == "completed" and row["campaign_id"] == campaign.id
     assert row["amd_at"] is None and row["agent_id"] == agent

@@ -4,94 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import time
 
 import asyncpg
 import pytest
 
-from core import users
-from core.bus import InProcessBus
-from core.identity import SYSTEM, Role
-from dialer.agent_desk import AgentDesk
+from core.identity import SYSTEM
 from dialer.agents import AgentState
-from dialer.ami_client import AmiClient
-from dialer.call_control import CallControl
 from dialer.campaigns import create_campaign
-from dialer.engine import CampaignEngine, EngineSettings
 from dialer.leads import load_leads
 from dialer.pacing_bridge import CampaignPacer
-from dialer.sim.clock import ScaledClock
-from dialer.sim.debtors import DebtorModel
-from dialer.sim.server import AmiSimulator, SimOptions
+from tests.dialer.engine_rig import ROME, Rig, engine_rig
 from tests.dialer.test_leads import make_cases
-
-SCALE = 20.0
-ROME = ["Europe/Rome"]
-
-
-@dataclass
-class Rig:
-    pool: asyncpg.Pool
-    bus: InProcessBus
-    clock: ScaledClock
-    sim: AmiSimulator
-    desk: AgentDesk
-    engine: CampaignEngine
-    agents: list[int]
 
 
 @pytest.fixture
 async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
-    clock = ScaledClock(SCALE)
-    sim = AmiSimulator(
-        SimOptions(
-            port=0,
-            time_scale=SCALE,
-            auth_fail_delay=0.05,
-            debtors=DebtorModel(lab_rule=True),
-            hold_max=30.0,
-        )
-    )
-    await sim.start()
-    client = AmiClient(
-        "127.0.0.1", sim.port, "pratica", "pratica-sim", action_timeout=2.0, reconnect_delay=0.05
-    )
-    await client.connect()
-    calls = CallControl(client)
-    calls.start()
-    bus = InProcessBus()
-    desk = AgentDesk(pool, bus, clock, wrap_up_max=5.0)
-    await desk.start()
-    engine = CampaignEngine(
-        pool,
-        bus,
-        clock,
-        desk,
-        calls,
-        CampaignPacer(),
-        EngineSettings(
-            dial_template="Local/{number}@sim-debtors",
-            agent_dial_template="Local/{agent_id}@sim-agents",
-            default_zones=tuple(ROME),
-            tick=0.5,
-            wrap_up_max=5.0,
-        ),
-    )
-    agents = []
-    async with pool.acquire() as conn:
-        for n in range(2):
-            user = await users.create_user(conn, SYSTEM, f"e2e{n}", "password1", Role.AGENT)
-            agents.append(user.id)
-    await engine.start()
-    try:
-        yield Rig(pool, bus, clock, sim, desk, engine, agents)
-    finally:
-        await engine.stop()
-        await desk.stop()
-        await calls.stop()
-        await client.close()
-        await sim.close()
+    async with engine_rig(pool, prefix="e2e") as rig:
+        yield rig
 
 
 async def test_a_small_campaign_runs_end_to_end(rig: Rig):

@@ -22,7 +22,7 @@ from dialer.engine import EngineSettings
 from dialer.inbound_calls import InboundArrived, InboundConnected, InboundEnded, InboundTracker
 from dialer.inbound_router import InboundSettings
 from dialer.leads import CALLBACK_PRIORITY, load_leads
-from tests.dialer.engine_rig import ROME, SCALE, Rig, engine_rig
+from tests.dialer.engine_rig import ROME, SCALE, Rig, engine_rig, next_message, until
 from tests.dialer.test_leads import make_cases
 
 MAX_WAIT = 12.0
@@ -40,12 +40,6 @@ async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
     )
     async with engine_rig(pool, prefix="inb", settings=settings) as rig:
         yield rig
-
-
-async def _until(condition, seconds: float = 20.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def _ledger(rig: Rig, key: str) -> asyncpg.Record:
@@ -85,21 +79,16 @@ async def test_known_caller_reaches_the_cases_own_agent_with_the_case_popped(rig
     async with rig.bus.listen("agent:*") as pops:
         for agent_id in rig.agents:  # agent 0 is the longest idle, but the case is agent 1's
             rig.desk.change(SYSTEM, agent_id, AgentState.READY)
-        await _until(lambda: all(rig.desk.session(a).inbound for a in rig.agents))
+        await until(lambda: all(rig.desk.session(a).inbound for a in rig.agents))
         caller = rig.sim.dialplan.inbound_call("3331234567", "800", patience=60, talk=6)
         key = f"in-{caller.uniqueid}"
-        async with asyncio.timeout(20):
-            while True:
-                got = await pops.get(timeout=0.2)
-                if got is not None and got.data.get("type") == "screen_pop":
-                    message = got.data
-                    break
+        message = await next_message(pops, "screen_pop", 20)
     assert message["case_id"] == case_id
     assert message["attempt_key"] == key and message["direction"] == "inbound"
     assert message["triage"] is False
-    await _until(lambda: rig.desk.session(rig.agents[1]).state is AgentState.ON_CALL)
+    await until(lambda: rig.desk.session(rig.agents[1]).state is AgentState.ON_CALL)
     assert rig.desk.session(rig.agents[0]).state is AgentState.READY
-    await _until(lambda: rig.desk.session(rig.agents[1]).state is AgentState.WRAP_UP)
+    await until(lambda: rig.desk.session(rig.agents[1]).state is AgentState.WRAP_UP)
     row = await _ledger(rig, key)
     assert row["direction"] == "inbound" and row["campaign_id"] is None
     assert row["outcome"] == "completed" and row["agent_id"] == rig.agents[1]
@@ -117,9 +106,9 @@ async def test_known_caller_reaches_the_cases_own_agent_with_the_case_popped(rig
 
 async def test_unknown_caller_gets_a_triage_ticket_found_again_on_the_next_call(rig: Rig):
     rig.desk.change(SYSTEM, rig.agents[0], AgentState.READY)
-    await _until(lambda: rig.desk.session(rig.agents[0]).inbound)
+    await until(lambda: rig.desk.session(rig.agents[0]).inbound)
     first = rig.sim.dialplan.inbound_call("+442079460958", "800", patience=60, talk=2)
-    await _until(lambda: f"in-{first.uniqueid}" not in rig.engine.inbound.calls
+    await until(lambda: f"in-{first.uniqueid}" not in rig.engine.inbound.calls
                  and rig.engine.inbound.counters.offered == 1)  # fmt: skip
     row = await _ledger(rig, f"in-{first.uniqueid}")
     assert row["outcome"] == "completed"
@@ -131,10 +120,10 @@ async def test_unknown_caller_gets_a_triage_ticket_found_again_on_the_next_call(
         )
     assert ticket["code"] == "INBOUND" and ticket["reference"] == "+442079460958"
     assert rig.engine.inbound.counters.triage == 1
-    await _until(lambda: rig.desk.session(rig.agents[0]).state is AgentState.WRAP_UP)
+    await until(lambda: rig.desk.session(rig.agents[0]).state is AgentState.WRAP_UP)
     rig.desk.change(SYSTEM, rig.agents[0], AgentState.READY)
     second = rig.sim.dialplan.inbound_call("+442079460958", "800", patience=60, talk=2)
-    await _until(lambda: rig.engine.inbound.counters.offered == 2
+    await until(lambda: rig.engine.inbound.counters.offered == 2
                  and f"in-{second.uniqueid}" not in rig.engine.inbound.calls)  # fmt: skip
     again = await _ledger(rig, f"in-{second.uniqueid}")
     assert again["case_id"] == ticket["id"]
@@ -151,7 +140,7 @@ async def test_queue_timeout_plays_the_callback_message_and_schedules_a_callback
     rig.desk.change(SYSTEM, rig.agents[0], AgentState.PAUSED, pause_reason="break")
     caller = rig.sim.dialplan.inbound_call("+393339990001", "800", patience=600, talk=5)
     key = f"in-{caller.uniqueid}"
-    await _until(lambda: rig.engine.inbound.counters.timed_out == 1, seconds=30)
+    await until(lambda: rig.engine.inbound.counters.timed_out == 1, seconds=30)
     row = await _ledger(rig, key)
     assert row["outcome"] == "queue_timeout" and row["agent_id"] is None
     waited = (row["ended_at"] - row["started_at"]).total_seconds()
@@ -174,7 +163,7 @@ async def test_caller_hanging_up_in_the_queue_is_an_abandoned_inbound_call(rig: 
         (case_id,) = await make_cases(conn, [[("+393339990002", ROME)]])
     await _campaign_with_lead(rig, case_id)
     caller = rig.sim.dialplan.inbound_call("+393339990002", "800", patience=3, talk=5)
-    await _until(lambda: rig.engine.inbound.counters.abandoned == 1)
+    await until(lambda: rig.engine.inbound.counters.abandoned == 1)
     row = await _ledger(rig, f"in-{caller.uniqueid}")
     assert row["outcome"] == "abandoned"
     assert (row["ended_at"] - row["started_at"]).total_seconds() < MAX_WAIT
@@ -206,21 +195,16 @@ async def test_blended_agent_takes_the_waiting_caller_before_outbound_dialing(ri
     await rig.engine.add_campaign(campaign.id)
     rig.engine.inbound.settings = replace(rig.engine.inbound.settings, max_wait=600.0)
     caller = rig.sim.dialplan.inbound_call("+393339990003", "800", patience=60, talk=4)
-    await _until(lambda: rig.engine.inbound.waiting == 1)
+    await until(lambda: rig.engine.inbound.waiting == 1)
     await asyncio.sleep(1.0 / SCALE * 10)  # a few pacing ticks with no agent ready
     assert rig.engine.counters.dialed == 0
     async with rig.bus.listen(f"agent:{rig.agents[0]}") as pops:
         rig.desk.change(SYSTEM, rig.agents[0], AgentState.READY)
-        async with asyncio.timeout(20):
-            while True:
-                got = await pops.get(timeout=0.2)
-                if got is not None and got.data.get("type") == "screen_pop":
-                    message = got.data
-                    break
+        message = await next_message(pops, "screen_pop", 20)
     assert message["case_id"] == caller_case and message["direction"] == "inbound"
     assert message["attempt_key"] == f"in-{caller.uniqueid}"
     assert rig.engine.counters.dialed == 0  # the agent went to the caller, not to a dial
-    await _until(lambda: rig.engine.counters.dialed >= 1, seconds=30)  # after the call
+    await until(lambda: rig.engine.counters.dialed >= 1, seconds=30)  # after the call
 
 
 async def test_an_ami_outage_keeps_waiting_callers_and_calls_back_the_ones_it_lost(rig: Rig):
@@ -233,21 +217,21 @@ async def test_an_ami_outage_keeps_waiting_callers_and_calls_back_the_ones_it_lo
     rig.engine.inbound.settings = replace(rig.engine.inbound.settings, max_wait=600.0)
     kept = rig.sim.dialplan.inbound_call("+393339990004", "800", patience=120, talk=3)
     lost = rig.sim.dialplan.inbound_call("+393339990005", "800", patience=120, talk=3)
-    await _until(lambda: rig.engine.inbound.waiting == 2)
+    await until(lambda: rig.engine.inbound.waiting == 2)
     client = rig.engine.calls.client
     client._manager.reconnect_timeout = 0.5  # 10 virtual seconds without AMI
     rig.sim.drop_connections()
-    await _until(lambda: not rig.engine.calls.link_up, seconds=5)
+    await until(lambda: not rig.engine.calls.link_up, seconds=5)
     rig.sim.pbx.hangup(lost, 16)  # the caller gives up while the dialer cannot see it
-    await _until(lambda: rig.engine.calls.link_up, seconds=10)
-    await _until(lambda: rig.engine.inbound.counters.abandoned == 1)
+    await until(lambda: rig.engine.calls.link_up, seconds=10)
+    await until(lambda: rig.engine.inbound.counters.abandoned == 1)
     assert f"in-{kept.uniqueid}" in rig.engine.inbound.calls  # still waiting, still ours
     row = await _ledger(rig, f"in-{lost.uniqueid}")
     assert row["outcome"] == "lost"
     assert rig.engine.inbound.counters.callbacks == 1
     rig.desk.change(SYSTEM, rig.agents[0], AgentState.READY)
-    await _until(lambda: rig.engine.inbound.counters.connected == 1)
-    await _until(lambda: f"in-{kept.uniqueid}" not in rig.engine.inbound.calls)
+    await until(lambda: rig.engine.inbound.counters.connected == 1)
+    await until(lambda: f"in-{kept.uniqueid}" not in rig.engine.inbound.calls)
     assert (await _ledger(rig, f"in-{kept.uniqueid}"))["outcome"] == "completed"
     assert kept_case != lost_case
 
