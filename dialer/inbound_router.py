@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from dialer.engine import CampaignEngine
 
 log = logging.getLogger(__name__)
+
+INBOUND_TOPIC = "inbound"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,17 @@ class InboundRouter:
     def waiting(self) -> int:
         return sum(1 for w in self.engine.board.waiting.values() if w.inbound)
 
+    def view(self) -> dict[str, Any]:
+        """The supervisor's inbound numbers (JSON, also pushed on the `inbound` topic)."""
+        c = self.counters
+        return {"offered": c.offered, "identified": c.identified, "triage": c.triage,
+                "connected": c.connected, "abandoned": c.abandoned, "timed_out": c.timed_out,
+                "callbacks": c.callbacks, "waiting": self.waiting,
+                "longest_wait_seconds": round(c.longest_wait, 1)}  # fmt: skip
+
+    async def _announce(self) -> None:
+        await self.engine.bus.broadcast(INBOUND_TOPIC, {"type": "inbound.stats", **self.view()})
+
     async def on_notice(self, notice: InboundNotice) -> None:
         if isinstance(notice, InboundArrived):
             await self._arrived(notice)
@@ -94,6 +107,7 @@ class InboundRouter:
             self._connected(notice)
         elif isinstance(notice, InboundEnded):
             await self._ended(notice)
+        await self._announce()
 
     # --- arrival ----------------------------------------------------------------------------
 

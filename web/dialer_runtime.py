@@ -147,11 +147,7 @@ def engine_view(app: web.Application) -> dict[str, Any]:
     if engine is None:
         return {"running": False}
     c = engine.counters
-    i = engine.inbound.counters
-    inbound = {"offered": i.offered, "identified": i.identified, "triage": i.triage,
-               "connected": i.connected, "abandoned": i.abandoned, "timed_out": i.timed_out,
-               "callbacks": i.callbacks, "waiting": engine.inbound.waiting,
-               "longest_wait_seconds": round(i.longest_wait, 1)}  # fmt: skip
+    inbound = engine.inbound.view()
     return {"running": True, "link_up": engine.calls.link_up, "dialed": c.dialed, "live": c.live,
             "connected": c.connected, "abandoned": c.abandoned, "machines": c.machines,
             "in_flight": len(engine.live), "inbound": inbound}  # fmt: skip

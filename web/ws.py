@@ -139,6 +139,7 @@ def default_hub() -> Hub:
     hub.topic("agent", Role.AGENT, _own_agent_topic)
     hub.topic("agents", Role.SUPERVISOR)
     hub.topic("campaign", Role.SUPERVISOR)
+    hub.topic("inbound", Role.SUPERVISOR)
 
     @hub.handler("subscribe", Role.AGENT)
     async def subscribe(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:

@@ -138,9 +138,14 @@ async def test_queue_timeout_plays_the_callback_message_and_schedules_a_callback
         (case_id,) = await make_cases(conn, [[("+393339990001", ROME)]])
     campaign_id = await _campaign_with_lead(rig, case_id)
     rig.desk.change(SYSTEM, rig.agents[0], AgentState.PAUSED, pause_reason="break")
-    caller = rig.sim.dialplan.inbound_call("+393339990001", "800", patience=600, talk=5)
-    key = f"in-{caller.uniqueid}"
-    await until(lambda: rig.engine.inbound.counters.timed_out == 1, seconds=30)
+    async with rig.bus.listen("inbound") as wallboard:
+        caller = rig.sim.dialplan.inbound_call("+393339990001", "800", patience=600, talk=5)
+        key = f"in-{caller.uniqueid}"
+        arrived = await next_message(wallboard, "inbound.stats")
+        assert arrived["offered"] == 1 and arrived["waiting"] == 1
+        await until(lambda: rig.engine.inbound.counters.timed_out == 1, seconds=30)
+        ended = await next_message(wallboard, "inbound.stats")
+    assert ended["timed_out"] == 1 and ended["callbacks"] == 1 and ended["waiting"] == 0
     row = await _ledger(rig, key)
     assert row["outcome"] == "queue_timeout" and row["agent_id"] is None
     waited = (row["ended_at"] - row["started_at"]).total_seconds()
