@@ -223,23 +223,52 @@ def validate_chunk(
 # --- COPY text format ---------------------------------------------------------------------
 
 # Backslash, tab, newline and carriage return are the characters COPY's text format escapes.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    # Nearly always nothing to escape (the escaped characters are not printable, except
+    # the backslash): return the text itself.
+    if value.isprintable() and "\\" not in value:
+        return value
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
 
 
 def _array_literal(items: Sequence[str]) -> str:
     """A text[] literal: each element double-quoted, its backslashes and quotes escaped."""
-    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
-    return "{" + ",".join(quoted) + "}"
+    if not items:
+        return "{}"
+    joined = '","'.join(items)
+    if "\\" in joined or joined.count('"') != 2 * (len(items) - 1):
+        joined = '","'.join(item.replace("\\", "\\\\").replace('"', '\\"') for item in items)
+    return '{"' + joined + '"}'
+
+
+def _copy_array(items: Sequence[str]) -> str:
+    return _copy_text(_array_literal(items))
+
+
+def _copy_date(value: date) -> str:
+    return value.isoformat()
+
+
+_ENCODERS: dict[type, Any] = {
+    str: _copy_text, list: _copy_array, tuple: _copy_array, date: _copy_date, int: str, Decimal: str,
+}  # fmt: skip
 
 
 def copy_field(value: Any) -> str:
     """One value as a field of a COPY text-format line (\\N is NULL)."""
     if value is None:
         return "\\N"
+    encoder = _ENCODERS.get(type(value))
+    if encoder is not None:
+        return str(encoder(value))
     if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
+        return _copy_text(value)
     if isinstance(value, list | tuple):
-        return _array_literal(value).translate(_COPY_ESCAPES)
+        return _copy_array(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, int | Decimal):
@@ -247,8 +276,24 @@ def copy_field(value: Any) -> str:
     raise TypeError(f"no COPY encoding for {type(value).__name__}")
 
 
+def _field(value: Any) -> str:
+    # copy_field with the common types tested first: this runs for every staged value.
+    if value is None:
+        return "\\N"
+    kind = type(value)
+    if kind is str:
+        return _copy_text(value)
+    if kind is Decimal or kind is int:
+        return str(value)
+    if kind is list:
+        return _copy_array(value)
+    if kind is date:
+        return value.isoformat()
+    return copy_field(value)
+
+
 def copy_line(record: Sequence[Any]) -> bytes:
-    return ("\t".join([copy_field(v) for v in record]) + "\n").encode("utf-8")
+    return ("\t".join(map(_field, record)) + "\n").encode("utf-8")
 
 
 def stage_chunk(

@@ -297,6 +297,9 @@ async def import_portfolio(
     seen_references: set[tuple[str | None, str]] = set()
     try:
         async with pool.acquire() as conn, conn.transaction():
+            # The statements below are simple set-based DML over large inputs: JIT
+            # compilation (on by default, triggered by their cost) costs more than it saves.
+            await conn.execute("SET LOCAL jit = off")
             columns = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'text')}" for name in STAGE_FIELDS)
             await conn.execute(
                 f"CREATE TEMPORARY TABLE import_stage ({columns}, case_id bigint, debtor_id bigint, "
