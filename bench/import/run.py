@@ -113,7 +113,12 @@ async def run(url: str, data: Path, mapping_path: Path, workers: int, datadir: P
     workers0 = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
     server0 = server_cpu_seconds(datadir)
     started = time.perf_counter()
-    result = await import_portfolio(pool, SYSTEM, data, mapping, workers=workers)
+    read_until = [started]
+
+    def progress(rows: int, fraction: float) -> None:
+        read_until[0] = time.perf_counter()  # the last call: every row validated
+
+    result = await import_portfolio(pool, SYSTEM, data, mapping, workers=workers, progress=progress)
     took = time.perf_counter() - started
     server = server_cpu_seconds(datadir) - server0
     own = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - own0
@@ -128,6 +133,10 @@ async def run(url: str, data: Path, mapping_path: Path, workers: int, datadir: P
     print(f"rows {result.rows:,}  imported {result.imported:,}  rejected {result.rejected}")
     print(f"cases {cases:,}  phones {phones:,}")
     print(f"wall {took:.1f} s  ({result.rows / took:,.0f} rows/s)")
+    print(
+        f"rows read and validated after {read_until[0] - started:.1f} s; the database "
+        f"finished applying {took - (read_until[0] - started):.1f} s later"
+    )
     print(
         f"CPU s (user+sys): importer {own:.1f}, workers {in_workers:.1f}, "
         f"postgres {server:.1f}, total {own + in_workers + server:.1f}"
