@@ -132,7 +132,6 @@ def _reference_normalize(raw: str, default_region: str) -> tuple[str, tuple[str,
 # phonenumbers' extraction, viability, extension and RFC 3966 steps keep every character,
 # and its normalization keeps exactly the digits.
 _PLAIN = re.compile(r"\+?[0-9]+(?:[ -][0-9]+)*")
-_NOT_DIGITS = str.maketrans("", "", "+ -")
 
 
 @dataclass(frozen=True)
@@ -318,7 +317,7 @@ def _fast_normalize(raw: str, default_region: str) -> tuple[str, tuple[str, ...]
     home = _region_plan(default_region)
     if home is None:
         return None
-    digits = raw.translate(_NOT_DIGITS)
+    digits = raw.lstrip("+").replace(" ", "").replace("-", "")  # _PLAIN: one leading + at most
     if raw[0] == "+":
         # _maybe_extract_country_code, FROM_NUMBER_WITH_PLUS_SIGN: the first 1-3 digits
         # naming a known calling code.
