@@ -1,7 +1,7 @@
 """A private PostgreSQL cluster run from the installed server binaries.
 
 Used by the embedded mode (no DATABASE_URL: the demo, a single-machine install) and by the
-test fixtures. PostgreSQL refuses to run as root, so when we are root the server commands
+test fixtures. Its settings (BULK_SETTINGS) are sized for bulk portfolio imports. PostgreSQL refuses to run as root, so when we are root the server commands
 run as the `postgres` system user and the data directory is owned by it.
 """
 
@@ -20,6 +20,19 @@ from pathlib import Path
 
 class EmbeddedPostgresError(RuntimeError):
     """The private cluster could not be created or started; the message says why."""
+
+
+# The server's defaults suit a small shared machine; an embedded install is a single-user
+# product whose heavy moments are portfolio imports (a million cases write some 3 GiB of
+# WAL and touch indexes much larger than 128 MB). A larger buffer pool keeps the indexes
+# being filled in memory instead of the import's own backend writing pages out, and room
+# for more WAL between checkpoints spares the repeated full-page images a checkpoint
+# forces. Memory for shared_buffers is only taken as pages are used.
+BULK_SETTINGS = (
+    ("shared_buffers", "512MB"),
+    ("max_wal_size", "4GB"),
+    ("checkpoint_timeout", "15min"),
+)
 
 
 def find_bindir() -> Path:
@@ -154,6 +167,7 @@ class EmbeddedPostgres:
             "-c listen_addresses=127.0.0.1",
             f"-c unix_socket_directories={self.datadir}",
             "-c max_connections=200",
+            *(f"-c {name}={value}" for name, value in BULK_SETTINGS),
         ]
         if self.fast:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]

@@ -12,6 +12,7 @@ rejected row is written, with its line and reasons, to a rejects file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import os
@@ -25,11 +26,14 @@ import asyncpg
 
 from core import audit
 from core.identity import Actor, Role
-from crm_bridge.import_rows import STAGE_FIELDS, RowError, validate_chunk
+from crm_bridge.import_rows import STAGE_FIELDS, RowError, stage_chunk
 from crm_bridge.import_sources import ImportError_, Source, open_sources
 from crm_bridge.mapping import MappingError, PortfolioMapping
 
 CHUNK = 2000
+# Rows staged and applied at a time: the database applies one batch while the workers
+# validate the next, and memory stays bounded whatever the file's size.
+BATCH = 50_000
 MAX_KEPT_ERRORS = 10_000
 
 Progress = Callable[[int, float], None]  # rows read, fraction of input read (0..1)
@@ -66,34 +70,36 @@ _STAGE_TYPES = {
     "phones": "text[]", "phone_kinds": "text[]", "phone_zones": "text[]", "emails": "text[]",
 }  # fmt: skip
 
-_APPLY = [
+# Applying a staged batch: ids first, then the statements for new cases, then those for
+# cases already known (a batch runs only the group it has rows for).
+_RESOLVE = [
     # Creditors and portfolios named in the file (the mapping may fix them).
     """INSERT INTO creditors (code, name)
        SELECT DISTINCT creditor_code, creditor_code FROM import_stage ON CONFLICT (code) DO NOTHING""",
     """INSERT INTO portfolios (creditor_id, code, name)
        SELECT DISTINCT cr.id, s.portfolio_code, s.portfolio_code FROM import_stage s
        JOIN creditors cr ON cr.code = s.creditor_code ON CONFLICT (creditor_id, code) DO NOTHING""",
-    """UPDATE import_stage s SET creditor_id = cr.id, portfolio_id = p.id
-       FROM creditors cr, portfolios p
-       WHERE cr.code = s.creditor_code AND p.creditor_id = cr.id AND p.code = s.portfolio_code""",
     # Cases already known keep their debtor; new ones get fresh ids. New rows take the
-    # plain INSERT path below (nothing can conflict), known ones are updated.
+    # plain INSERT path below (nothing can conflict), known ones are updated. Creditor and
+    # portfolio ids are joined in where needed rather than written into every staged row.
     """UPDATE import_stage s SET case_id = c.id, debtor_id = c.debtor_id, is_new = false
-       FROM cases c WHERE c.creditor_id = s.creditor_id AND c.reference = s.reference""",
+       FROM cases c JOIN creditors cr ON cr.id = c.creditor_id
+       WHERE cr.code = s.creditor_code AND c.reference = s.reference""",
     """UPDATE import_stage SET case_id = nextval('cases_id_seq'), debtor_id = nextval('debtors_id_seq'),
        is_new = true WHERE case_id IS NULL""",
+]
+
+_NEW = [
     """INSERT INTO debtors (id, kind, first_name, last_name, company_name, tax_code, birth_date, language)
        SELECT debtor_id, kind, first_name, last_name, company_name, tax_code, birth_date, language
        FROM import_stage WHERE is_new""",
-    """UPDATE debtors d SET kind = s.kind, first_name = s.first_name, last_name = s.last_name,
-           company_name = s.company_name, tax_code = COALESCE(s.tax_code, d.tax_code),
-           birth_date = COALESCE(s.birth_date, d.birth_date),
-           language = COALESCE(s.language, d.language), updated_at = now()
-       FROM import_stage s WHERE d.id = s.debtor_id AND NOT s.is_new""",
     """INSERT INTO cases (id, creditor_id, portfolio_id, debtor_id, reference, currency, total_due)
-       SELECT case_id, creditor_id, portfolio_id, debtor_id, reference, COALESCE(currency, $1),
-              COALESCE(capital, 0) + COALESCE(interest, 0) + COALESCE(fees, 0) + COALESCE(costs, 0)
-       FROM import_stage WHERE is_new""",
+       SELECT s.case_id, cr.id, p.id, s.debtor_id, s.reference, COALESCE(s.currency, $1),
+              COALESCE(s.capital, 0) + COALESCE(s.interest, 0) + COALESCE(s.fees, 0)
+              + COALESCE(s.costs, 0)
+       FROM import_stage s JOIN creditors cr ON cr.code = s.creditor_code
+       JOIN portfolios p ON p.creditor_id = cr.id AND p.code = s.portfolio_code
+       WHERE s.is_new""",
     # One debt per row, keyed by its reference (the case reference when the file has none).
     """INSERT INTO debts (case_id, reference, description, capital, interest, fees, costs, due_date)
        SELECT case_id, COALESCE(debt_reference, reference), description, COALESCE(capital, 0),
@@ -101,6 +107,25 @@ _APPLY = [
        FROM import_stage
        WHERE is_new AND (capital IS NOT NULL OR interest IS NOT NULL OR fees IS NOT NULL
                          OR costs IS NOT NULL)""",
+    # Phones: the file's numbers in its order.
+    """INSERT INTO phones (debtor_id, e164, kind, source, time_zones, position)
+       SELECT s.debtor_id, p.e164, p.kind, 'import', string_to_array(p.zones, '|'), p.ord - 1
+       FROM import_stage s,
+            unnest(s.phones, s.phone_kinds, s.phone_zones) WITH ORDINALITY AS p(e164, kind, zones, ord)
+       WHERE s.is_new""",
+    """INSERT INTO emails (debtor_id, address)
+       SELECT s.debtor_id, e.address FROM import_stage s, unnest(s.emails) AS e(address) WHERE s.is_new""",
+    """INSERT INTO addresses (debtor_id, kind, line1, line2, postal_code, city, region, country)
+       SELECT debtor_id, 'residence', address_line1, address_line2, postal_code, city, region, country
+       FROM import_stage WHERE is_new AND address_line1 IS NOT NULL""",
+]
+
+_KNOWN = [
+    """UPDATE debtors d SET kind = s.kind, first_name = s.first_name, last_name = s.last_name,
+           company_name = s.company_name, tax_code = COALESCE(s.tax_code, d.tax_code),
+           birth_date = COALESCE(s.birth_date, d.birth_date),
+           language = COALESCE(s.language, d.language), updated_at = now()
+       FROM import_stage s WHERE d.id = s.debtor_id AND NOT s.is_new""",
     """INSERT INTO debts (case_id, reference, description, capital, interest, fees, costs, due_date)
        SELECT case_id, COALESCE(debt_reference, reference), description, COALESCE(capital, 0),
               COALESCE(interest, 0), COALESCE(fees, 0), COALESCE(costs, 0), due_date
@@ -119,16 +144,9 @@ _APPLY = [
        SELECT s.debtor_id, p.e164, p.kind, 'import', string_to_array(p.zones, '|'), p.ord - 1
        FROM import_stage s,
             unnest(s.phones, s.phone_kinds, s.phone_zones) WITH ORDINALITY AS p(e164, kind, zones, ord)
-       WHERE s.is_new""",
-    """INSERT INTO phones (debtor_id, e164, kind, source, time_zones, position)
-       SELECT s.debtor_id, p.e164, p.kind, 'import', string_to_array(p.zones, '|'), p.ord - 1
-       FROM import_stage s,
-            unnest(s.phones, s.phone_kinds, s.phone_zones) WITH ORDINALITY AS p(e164, kind, zones, ord)
        WHERE NOT s.is_new
        ON CONFLICT (debtor_id, e164) DO UPDATE
        SET kind = EXCLUDED.kind, time_zones = EXCLUDED.time_zones, position = EXCLUDED.position""",
-    """INSERT INTO emails (debtor_id, address)
-       SELECT s.debtor_id, e.address FROM import_stage s, unnest(s.emails) AS e(address) WHERE s.is_new""",
     """INSERT INTO emails (debtor_id, address)
        SELECT s.debtor_id, e.address FROM import_stage s, unnest(s.emails) AS e(address)
        WHERE NOT s.is_new ON CONFLICT (debtor_id, lower(address)) DO NOTHING""",
@@ -138,7 +156,7 @@ _APPLY = [
          AND NOT s.is_new""",
     """INSERT INTO addresses (debtor_id, kind, line1, line2, postal_code, city, region, country)
        SELECT debtor_id, 'residence', address_line1, address_line2, postal_code, city, region, country
-       FROM import_stage WHERE address_line1 IS NOT NULL""",
+       FROM import_stage WHERE NOT is_new AND address_line1 IS NOT NULL""",
 ]
 
 
@@ -190,15 +208,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+Staged = tuple[list[tuple[int, str | None, str]], list[bytes], list[tuple[int, list[RowError]]]]
+
+
 async def _validated(
     source: Source,
     mapping: PortfolioMapping,
     executor: Executor | None,
     workers: int,
-) -> AsyncIterator[
-    tuple[list[tuple[Any, ...]], list[tuple[int, list[RowError]]], dict[int, list[str]]]
-]:
-    """Chunks of (good records, bad lines with errors, raw cells of the bad lines)."""
+) -> AsyncIterator[tuple[Staged, dict[int, list[str]]]]:
+    """Chunks of ((line, creditor, reference) keys and COPY lines of the good rows, bad
+    lines with their errors), and the raw cells of the bad lines."""
     missing = sorted(mapping.headers() - set(source.header))
     if missing:
         raise ImportError_(
@@ -207,7 +227,7 @@ async def _validated(
         )
     index = {h: i for i, h in enumerate(source.header) if h}
     loop = asyncio.get_running_loop()
-    pending: list[tuple[asyncio.Future[Any], list[tuple[int, list[str]]]]] = []
+    pending: list[tuple[asyncio.Future[Staged], list[tuple[int, list[str]]]]] = []
 
     def chunks() -> Iterator[list[tuple[int, list[str]]]]:
         chunk: list[tuple[int, list[str]]] = []
@@ -221,19 +241,19 @@ async def _validated(
 
     for chunk in chunks():
         if executor is None:
-            good, bad = validate_chunk(mapping, index, chunk)
-            yield good, bad, _raw_of(chunk, bad)
+            staged = stage_chunk(mapping, index, chunk)
+            yield staged, _raw_of(chunk, staged[2])
             continue
-        pending.append(
-            (loop.run_in_executor(executor, validate_chunk, mapping, index, chunk), chunk)
-        )
-        if len(pending) >= workers * 2:
+        pending.append((loop.run_in_executor(executor, stage_chunk, mapping, index, chunk), chunk))
+        # Enough chunks in flight that the workers stay busy while this process waits
+        # for the database to take a batch.
+        if len(pending) >= workers * 4:
             future, raw = pending.pop(0)
-            good, bad = await future
-            yield good, bad, _raw_of(raw, bad)
+            staged = await future
+            yield staged, _raw_of(raw, staged[2])
     for future, raw in pending:
-        good, bad = await future
-        yield good, bad, _raw_of(raw, bad)
+        staged = await future
+        yield staged, _raw_of(raw, staged[2])
 
 
 def _raw_of(
@@ -257,9 +277,12 @@ async def import_portfolio(
     currency: str = "EUR",
     workers: int | None = None,
     progress: Progress | None = None,
+    batch_rows: int = BATCH,
 ) -> ImportResult:
     """Import `path`; raises ImportRejected (nothing written) when rows are bad and
-    `accept_valid` is false, ImportError_ when the file cannot be read at all."""
+    `accept_valid` is false, ImportError_ when the file cannot be read at all.
+
+    Rows are applied `batch_rows` at a time, all in one transaction."""
     actor.require(Role.MANAGER, "importing portfolios")
     if not path.exists():
         raise ImportError_(f"file not found: {path}")
@@ -274,17 +297,46 @@ async def import_portfolio(
     seen_references: set[tuple[str | None, str]] = set()
     try:
         async with pool.acquire() as conn, conn.transaction():
+            # The statements below are simple set-based DML over large inputs: JIT
+            # compilation (on by default, triggered by their cost) costs more than it saves.
+            await conn.execute("SET LOCAL jit = off")
             columns = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'text')}" for name in STAGE_FIELDS)
             await conn.execute(
-                f"CREATE TEMPORARY TABLE import_stage ({columns}, creditor_id bigint, "
-                "portfolio_id bigint, case_id bigint, debtor_id bigint, is_new boolean) ON COMMIT DROP"
+                f"CREATE TEMPORARY TABLE import_stage ({columns}, case_id bigint, debtor_id bigint, "
+                "is_new boolean) ON COMMIT DROP"
             )
+            # Validation (in the workers) and applying (in the database) overlap: this
+            # hands batches of COPY lines to `apply_batches` through a one-slot queue.
+            batches: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=1)
 
-            async def records() -> AsyncIterator[tuple[Any, ...]]:
-                nonlocal rejects, rejects_file
+            async def apply_batches() -> None:
+                while (batch := await batches.get()) is not None:
+                    if result.rejected and not accept_valid:
+                        continue  # the transaction will be rolled back: spare the work
+                    await conn.copy_to_table(
+                        "import_stage", source=_blocks(batch), columns=list(STAGE_FIELDS)
+                    )
+                    if not dry_run:
+                        await _apply_batch(conn, currency, result)
+                    await conn.execute("TRUNCATE import_stage")
+
+            applier = asyncio.ensure_future(apply_batches())
+
+            async def hand_over(batch: list[bytes] | None) -> None:
+                put = asyncio.ensure_future(batches.put(batch))
+                await asyncio.wait({put, applier}, return_when=asyncio.FIRST_COMPLETED)
+                if not put.done():
+                    put.cancel()
+                    applier.result()  # the applier failed: raise its error here
+
+            try:
+                batch: list[bytes] = []
+                pending_rows = 0
                 for source in open_sources(path, mapping):
-                    async for good, bad, raw in _validated(source, mapping, executor, workers):
-                        result.rows += len(good) + len(bad)
+                    async for (keys, lines, bad), raw in _validated(
+                        source, mapping, executor, workers
+                    ):
+                        result.rows += len(keys) + len(bad)
                         for line, errors in bad:
                             result.rejected += 1
                             if len(result.errors) < MAX_KEPT_ERRORS:
@@ -304,43 +356,44 @@ async def import_portfolio(
                                         *raw[line],
                                     ]
                                 )
-                        for record in good:
-                            key = (record[2], record[1])  # (creditor code, reference)
+                        kept: list[bytes] = []
+                        for (line, creditor, reference), copy_line in zip(keys, lines, strict=True):
+                            key = (creditor, reference)
                             if key in seen_references:
                                 result.rejected += 1
                                 error = RowError(
-                                    record[0],
+                                    line,
                                     mapping.fields["reference"].header,
-                                    f"case reference {record[1]!r} appears twice in the file",
+                                    f"case reference {reference!r} appears twice in the file",
                                 )
                                 if len(result.errors) < MAX_KEPT_ERRORS:
                                     result.errors.extend(_located([error], source.name, path.name))
                                 continue
                             seen_references.add(key)
                             result.imported += 1
-                            yield record
+                            kept.append(copy_line)
+                        if kept:
+                            batch.append(b"".join(kept))
+                            pending_rows += len(kept)
+                        if pending_rows >= batch_rows:
+                            await hand_over(batch)
+                            batch, pending_rows = [], 0
                         if progress is not None:
                             progress(result.rows, source.fraction())
-
-            await conn.copy_records_to_table(
-                "import_stage", records=records(), columns=list(STAGE_FIELDS)
-            )
+                if batch:
+                    await hand_over(batch)
+                await hand_over(None)
+                await applier
+            finally:
+                if not applier.done():
+                    applier.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await applier
             if result.rejected and not accept_valid:
                 result.imported = 0
                 raise ImportRejected(result)
             if dry_run:
                 raise _DryRun()
-            for statement in _APPLY:
-                if "$1" in statement:
-                    await conn.execute(statement, currency)
-                else:
-                    await conn.execute(statement)
-            await _apply_guarantors(conn)
-            counts = await conn.fetchrow(
-                "SELECT count(*) FILTER (WHERE is_new) AS created, count(*) FILTER (WHERE NOT is_new) AS updated "
-                "FROM import_stage"
-            )
-            result.cases_created, result.cases_updated = counts["created"], counts["updated"]
             result.batch_id = await conn.fetchval(
                 "INSERT INTO import_batches (file_name, sha256, rows_total, rows_imported, rows_rejected, "
                 "cases_created, cases_updated, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -369,6 +422,32 @@ async def import_portfolio(
             rejects_file.close()
             result.rejects_path = rejects_path
     return result
+
+
+async def _blocks(batch: list[bytes]) -> AsyncIterator[bytes]:
+    for block in batch:
+        yield block
+
+
+async def _apply_batch(conn: asyncpg.Connection, currency: str, result: ImportResult) -> None:
+    """Create or update everything the staged rows describe."""
+    for statement in _RESOLVE:
+        await conn.execute(statement)
+    counts = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE is_new) AS created, count(*) FILTER (WHERE NOT is_new) AS updated "
+        "FROM import_stage"
+    )
+    for statements, rows in ((_NEW, counts["created"]), (_KNOWN, counts["updated"])):
+        if not rows:
+            continue
+        for statement in statements:
+            if "$1" in statement:
+                await conn.execute(statement, currency)
+            else:
+                await conn.execute(statement)
+    await _apply_guarantors(conn)
+    result.cases_created += counts["created"]
+    result.cases_updated += counts["updated"]
 
 
 class _DryRun(Exception):

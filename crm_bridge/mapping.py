@@ -241,6 +241,18 @@ def _fields_of(fmt: str) -> tuple[str, tuple[str, ...]] | None:
 
 
 def parse_date(text: str, formats: Sequence[str]) -> date:
+    if isinstance(formats, tuple):
+        # Pure, and files repeat dates (due dates, birth dates): parse each text once.
+        return _parse_date_cached(text, formats)
+    return _parse_date(text, formats)
+
+
+@functools.lru_cache(maxsize=100_000)
+def _parse_date_cached(text: str, formats: tuple[str, ...]) -> date:
+    return _parse_date(text, formats)
+
+
+def _parse_date(text: str, formats: Sequence[str]) -> date:
     value = text.strip()
     for fmt in formats:
         fast = _fields_of(fmt)

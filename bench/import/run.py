@@ -2,7 +2,9 @@
 
 Generates the file (not committed), starts a private PostgreSQL cluster (fsync on, as
 an embedded install runs), imports through `import_portfolio` as `pratica import` does,
-and reports wall time, rows/s and peak memory of this process and its workers.
+and reports wall time, rows/s, peak memory of this process and its workers, and the CPU
+seconds the importer, its workers and the PostgreSQL server spent (the machine is shared:
+CPU seconds show what the import itself cost, whatever else ran on the cores).
 
     .venv/bin/python -m bench.import.run [--rows N] [--workers N]
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import resource
 import tempfile
@@ -75,25 +78,70 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             )
 
 
-async def run(url: str, data: Path, mapping_path: Path, workers: int) -> None:
+def _ticks(pid: int, children: bool) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime, stime (and cutime, cstime: the exited children the process has waited for).
+    return sum(int(f) for f in fields[11 : 15 if children else 13])
+
+
+def server_cpu_seconds(datadir: Path) -> float:
+    """CPU time of the cluster: the postmaster, its live children and the exited ones."""
+    postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
+    ticks = _ticks(postmaster, children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                    ticks += _ticks(int(entry.name), children=False)
+            except (OSError, ValueError):
+                continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(url: str, data: Path, mapping_path: Path, workers: int, datadir: Path) -> None:
     conn = await db.connect(url)
     await db.migrate(conn)
     await conn.close()
     pool = await db.create_pool(url, 1, 4)
     mapping = load_mapping(mapping_path)
+    own0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
+    workers0 = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
+    server0 = server_cpu_seconds(datadir)
     started = time.perf_counter()
-    result = await import_portfolio(pool, SYSTEM, data, mapping, workers=workers)
+    read_until = [started]
+
+    def progress(rows: int, fraction: float) -> None:
+        read_until[0] = time.perf_counter()  # the last call: every row validated
+
+    result = await import_portfolio(pool, SYSTEM, data, mapping, workers=workers, progress=progress)
     took = time.perf_counter() - started
+    server = server_cpu_seconds(datadir) - server0
+    own = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - own0
+    # The worker processes have exited (and been waited for) when the import returns.
+    in_workers = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - workers0
     async with pool.acquire() as c:
         phones = await c.fetchval("SELECT count(*) FROM phones")
         cases = await c.fetchval("SELECT count(*) FROM cases")
     await pool.close()
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"rows {result.rows:,}  imported {result.imported:,}  rejected {result.rejected}")
     print(f"cases {cases:,}  phones {phones:,}")
     print(f"wall {took:.1f} s  ({result.rows / took:,.0f} rows/s)")
-    print(f"peak RSS: importer {own:.0f} MiB, largest worker {children:.0f} MiB")
+    print(
+        f"rows read and validated after {read_until[0] - started:.1f} s; the database "
+        f"finished applying {took - (read_until[0] - started):.1f} s later"
+    )
+    print(
+        f"CPU s (user+sys): importer {own:.1f}, workers {in_workers:.1f}, "
+        f"postgres {server:.1f}, total {own + in_workers + server:.1f}"
+    )
+    print(f"peak RSS: importer {own_rss:.0f} MiB, largest worker {children_rss:.0f} MiB")
 
 
 def main() -> None:
@@ -115,7 +163,7 @@ def main() -> None:
         server = EmbeddedPostgres(tmpdir / "pg", free_port())
         server.start()
         try:
-            asyncio.run(run(server.url, data, mapping, args.workers))
+            asyncio.run(run(server.url, data, mapping, args.workers, server.datadir))
         finally:
             server.stop()
     assert settings
