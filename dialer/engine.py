@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -125,7 +126,8 @@ class EngineCounters:
     abandoned: int = 0
     machines: int = 0
     ended: int = 0
-    live_to_redirect: list[float] = field(default_factory=list)
+    # The latest reservation-to-Redirect times (bounded: a node runs for months).
+    live_to_redirect: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class CampaignEngine:
