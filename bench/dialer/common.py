@@ -228,7 +228,9 @@ async def running_engine(
     try:
         yield dialer
     finally:
-        await engine.stop()
+        # Bounded, so a stop that never returns fails the benchmark instead of hanging it.
+        async with asyncio.timeout(120):
+            await engine.stop()
         await desk.stop()
         await calls.stop()
         await client.close()
