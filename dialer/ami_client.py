@@ -346,7 +346,11 @@ class AmiClient:
         future = self._manager.send_action(action, as_list=as_list)
         self._pending.add(future)
         try:
-            reply = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives
+            # in the same loop turn as the reply, so the engine's tick task outlived
+            # engine.stop() (which then waited for it forever).
+            async with asyncio.timeout(timeout or self.action_timeout):
+                reply = await asyncio.shield(future)
         except TimeoutError:
             raise AmiTimeout(
                 f"no reply to {name} within {timeout or self.action_timeout:g} s"
