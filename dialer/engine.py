@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -158,6 +158,7 @@ class CampaignEngine:
         self._last_promote: dict[int, float] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._extensions: dict[int, str] = {}
         self.inbound = InboundRouter(self, self.settings.inbound)
         self.agent_calls = AgentDialer(self, self.settings.manual_window)
@@ -515,14 +516,28 @@ class CampaignEngine:
             if before.state is AgentState.LOGGED_OUT:
                 self._start_shift(after)
             if self.board.waiting:
-                asyncio.get_running_loop().create_task(self.assign())
+                self._spawn(self.assign())
         if after.state is AgentState.LOGGED_OUT:
             self.legs_up.discard(after.agent_id)
             if after.agent_id in self.agent_calls.offers:
-                asyncio.get_running_loop().create_task(self.agent_calls.agent_left(after.agent_id))
+                self._spawn(self.agent_calls.agent_left(after.agent_id))
         if after.state is not AgentState.WRAP_UP:
             self._wrap_deadlines.pop(after.agent_id, None)
-            self._wrapping.pop(after.agent_id, None)
+            wrapping = self._wrapping.pop(after.agent_id, None)
+            if wrapping is not None and before.state is AgentState.WRAP_UP:
+                # Left wrap-up (ready, pause, logout) without a disposition: the contact was
+                # made, so the lead is settled as when wrap-up runs out (a no-op when the
+                # disposition was saved first).
+                campaign_id, key = wrapping
+                campaign = None if campaign_id is None else self.campaigns.get(campaign_id)
+                if campaign is not None:
+                    self.ledger.settle_undisposed(key, campaign, self.clock.now())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task the engine keeps a reference to until it is done."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _start_shift(self, session: AgentSession) -> None:
         """First ready of a shift: join the node's campaigns and nail up the agent's leg."""
@@ -534,7 +549,7 @@ class CampaignEngine:
         dial = self.settings.agent_dial_template.format(
             extension=extension, agent_id=session.agent_id
         )
-        asyncio.get_running_loop().create_task(self._nail_up(session.agent_id, dial))
+        self._spawn(self._nail_up(session.agent_id, dial))
 
     async def _nail_up(self, agent_id: int, dial: str) -> None:
         try:

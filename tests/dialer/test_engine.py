@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import time
 
 import asyncpg
@@ -125,3 +126,27 @@ async def test_live_answers_without_a_free_agent_are_abandoned_within_the_limit(
     assert all(1.9 <= w <= 2.6 for w in waits), waits
     assert sorted(str(p["last_outcome"]) for p in phones) == ["None", "abandoned", "abandoned"]
     assert rig.engine.counters.abandoned == 2
+
+
+async def test_an_agent_leaving_wrap_up_without_a_disposition_settles_the_lead(rig: Rig):
+    rig.engine.settings = replace(rig.engine.settings, wrap_up_max=600.0)
+    async with rig.pool.acquire() as conn:
+        await make_cases(conn, [[("+393331000100", ROME)]])  # 0: a person who talks
+        campaign = await create_campaign(
+            conn, SYSTEM, "undisposed", window_start=time(0), window_end=time(23, 59),
+            days_of_week=(1, 2, 3, 4, 5, 6, 7), max_attempts_total=3,
+        )  # fmt: skip
+        await load_leads(conn, campaign, rig.clock.now(), ROME)
+    await rig.engine.add_campaign(campaign.id)
+    agent = rig.agents[0]
+    rig.desk.change(SYSTEM, agent, AgentState.READY)
+    async with asyncio.timeout(30):
+        while rig.desk.session(agent).state is not AgentState.WRAP_UP:
+            await asyncio.sleep(0.02)
+    rig.desk.change(SYSTEM, agent, AgentState.PAUSED, pause_reason="break")
+    await rig.engine.ledger.drain()
+    async with rig.pool.acquire() as conn:
+        lead = await conn.fetchrow("SELECT state, claimed_by FROM leads")
+        disposition = await conn.fetchval("SELECT disposition FROM call_attempts")
+    assert lead["state"] != "dialing" and lead["claimed_by"] is None
+    assert disposition == "none"
