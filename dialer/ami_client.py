@@ -170,9 +170,8 @@ class AmiClient:
         self.health = HealthStatus.CONNECTING
         self._manager.connect()
         try:
-            await asyncio.wait_for(
-                asyncio.shield(self._login_waiter), timeout or self.action_timeout * 2
-            )
+            async with asyncio.timeout(timeout or self.action_timeout * 2):  # see _send
+                await asyncio.shield(self._login_waiter)
         except TimeoutError:
             reason = self._manager.last_connect_error or "no reply to Login"
             self.last_error = f"no AMI login at {self.host}:{self.port} in time: {reason}"

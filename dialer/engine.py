@@ -504,9 +504,12 @@ class CampaignEngine:
             deadlines += list(self._wrap_deadlines.values())
             wait = min((d - now for d in deadlines), default=1.0)
             self._wake.clear()
+            real = max(0.0, min(wait, 1.0)) / getattr(self.clock, "scale", 1.0)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives with the wake-up, and stop() would wait forever.
             with contextlib.suppress(TimeoutError):
-                real = max(0.0, min(wait, 1.0)) / getattr(self.clock, "scale", 1.0)
-                await asyncio.wait_for(self._wake.wait(), timeout=max(real, 0.001))
+                async with asyncio.timeout(max(real, 0.001)):
+                    await self._wake.wait()
 
     # --- agents -----------------------------------------------------------------------------
 
