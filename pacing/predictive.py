@@ -1,16 +1,21 @@
 """The pacing decision: how many calls to launch now.
 
-Predictive mode looks one horizon ahead (the typical time from dial to live decision).
-Demand is the number of live answers that calls in flight, and the new calls, will
-produce within the horizon, each with its probability given how long it has already
-rung; supply is the number of agents free by the horizon plus the connect limit: free
-agents now, and busy agents by their probability of being free given how long they have
-talked or wrapped up. Both are sums of independent Bernoulli variables; their difference
-is approximated as normal. The pacer launches the most calls whose expected abandoned
-answers (the expected excess of demand over supply) stay within the abandon budget times
-the expected live answers. The budget is steered by the abandon rate measured over the
-regulatory window so the campaign ends under its target, and close to the hard cap the
-pacer falls back to progressive, which does not abandon. Cold start is progressive.
+Predictive mode runs a small time-resolved queue over the next seconds. Per second it
+knows the expected live answers that arrive (from each call in flight, given how long it
+has rung, plus each call launched now) and the expected agents that free up (from each
+busy agent, given how long it has talked or wrapped up, read a connect limit later because
+an answer may wait that long). The idle-agent pool is carried from second to second as a
+normal distribution clipped at zero; an answer that arrives when the pool is empty is
+abandoned. This is the lost-call queue itself, so the expected abandons it yields count
+bursts, which the pointwise excess of demand over supply did not.
+
+The pacer then adds calls while the last one is worth it: its marginal expected abandons
+(how much adding it raises the horizon's expected abandons) per expected live answer stay
+under a threshold. The threshold is steered by the abandon rate measured over the
+regulatory window, so the campaign settles just under its target whatever the model's
+residual bias; the hard cap is protected twice: the horizon's expected abandons must fit
+in what is left of the cap, and once the window is near the cap the pacer is progressive,
+which does not abandon. Cold start is progressive.
 
 Pure: a snapshot in, a count out; no I/O, no clock.
 """
@@ -20,26 +25,28 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 from pacing.estimator import GRID, SUPPLY_EXTRA, TALK_BINS, TALK_STEP, WRAP_BINS
 from pacing.model import AgentPhase, Mode, Snapshot
 
-_SQRT2 = math.sqrt(2.0)
-_SQRT2PI = math.sqrt(2.0 * math.pi)
+FloatArray = npt.NDArray[np.float64]
+
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 MAX_CANDIDATES = 400
-BUDGET_BASE = 0.45
-STEER_GAIN = 1.0
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    """Vectorized erf (Abramowitz and Stegun 7.1.26, error below 1.5e-7)."""
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    return sign * (1.0 - poly * np.exp(-a * a))
+FINE_CANDIDATES = 24
+COARSE_CANDIDATES = 12
+HORIZON = 26  # seconds simulated: a new call's live decision falls within it (p > 0.99)
+STEP = 2  # seconds per queue step: the connect limit's grain
+_EDGES = np.arange(0, HORIZON + 1, STEP)
+VARIANCE_FLOOR = 0.01  # integer counts: keeps the normal from collapsing on a point
+# Marginal abandon probability the last launched call may carry, before steering. The
+# marginal call is the riskiest one, so this sits above the target average rate.
+THRESHOLD_BASE = 0.08
+STEER_GAIN = 3.0
+STEER_PRIOR = 150.0  # live answers of pseudo-evidence that the window runs at the aim
+HEADROOM_ABANDONS = 3.0  # below this many abandons of headroom under the cap, go carefully
+AIM = 0.9  # the steering aims at this share of the target: the window ends under it
 
 
 def progressive(s: Snapshot) -> int:
@@ -53,23 +60,92 @@ def power(s: Snapshot) -> int:
     return max(0, math.ceil(s.settings.ratio * free) - int(s.call_elapsed.size))
 
 
-def budget(s: Snapshot) -> float | None:
-    """The abandon rate this decision may aim at, or None: stay progressive."""
+def threshold(s: Snapshot) -> float | None:
+    """The marginal abandon probability this decision may accept, or None: progressive."""
     st = s.settings
     record = s.abandons
     # Thin remaining budget: the window is at the cap (the per-decision `remaining` limit
     # in `decide` keeps it from getting there in the first place).
-    if record.abandoned >= (st.hard_cap - st.cap_margin) * max(record.live, 1) and record.abandoned:
+    if record.abandoned and record.abandoned >= (st.hard_cap - st.cap_margin) * record.live:
         return None
-    confidence = record.live / (record.live + 200.0)
-    steer = 1.0 + STEER_GAIN * confidence * (st.target_abandon - record.rate) / st.target_abandon
-    # The normal approximation under-counts bursts (it takes the largest expected excess,
-    # not the expected largest one), so the decision aims below the target; the measured
-    # rate then steers it up or down.
-    value = BUDGET_BASE * st.target_abandon * min(max(steer, 0.3), 1.8)
-    # Small teams: every abandon weighs more; be proportionally more careful.
-    value *= min(1.0, s.agents / 10.0) ** 0.5
-    return min(value, st.hard_cap - st.cap_margin)
+    aim = AIM * st.target_abandon
+    # Early in the window a single abandon swings the measured rate; the prior holds the
+    # estimate at the aim until the evidence outweighs it.
+    rate = (record.abandoned + aim * STEER_PRIOR) / (record.live + STEER_PRIOR)
+    steer = math.exp(STEER_GAIN * max(-2.0, min(2.0, (aim - rate) / aim)))
+    value = THRESHOLD_BASE * (st.target_abandon / 0.02) * steer
+    # Small teams: every abandon weighs more in the window and the queue is lumpier than
+    # the normal approximation allows.
+    value *= min(1.0, s.agents / 10.0)
+    # Headroom under the cap, in abandons: early in the window (or in a small campaign) one
+    # abandon moves the rate by a lot, and crossing the guard above turns the pacer
+    # progressive, so the threshold shrinks as the headroom does.
+    headroom = (st.hard_cap - st.cap_margin) * record.live - record.abandoned
+    value *= min(1.0, max(headroom, 0.0) / HEADROOM_ABANDONS)
+    return min(value, 0.5)
+
+
+def _supply(s: Snapshot) -> tuple[FloatArray, FloatArray]:
+    """Per step ahead: mean and variance of the agents that free up in it, read a connect
+    limit later because an answer may wait that long. Step 0 is what frees within the
+    connect limit itself: available from the start, like the agents free now."""
+    est = s.estimates
+    extra = min(SUPPLY_EXTRA, int(math.ceil(s.settings.connect_limit)))
+    phase = s.agent_phase
+    elapsed = s.agent_elapsed
+    talking = phase == AgentPhase.TALKING
+    wrapping = phase == AgentPhase.WRAP
+    t_bins = np.clip((elapsed[talking] / TALK_STEP).astype(np.int64), 0, TALK_BINS - 1)
+    w_bins = np.clip(elapsed[wrapping].astype(np.int64), 0, WRAP_BINS - 1)
+    rows = _EDGES + extra
+    cumulative = np.concatenate(
+        (est.talk_free[rows][:, t_bins], est.wrap_free[rows][:, w_bins]), axis=1
+    )  # [edge, agent]: free by the edge (+ extra)
+
+    step = np.maximum(np.diff(cumulative, axis=0, prepend=0.0), 0.0)
+    return step.sum(axis=1), (step * (1.0 - step)).sum(axis=1)
+
+
+def expected_abandons(s: Snapshot, n: FloatArray) -> tuple[FloatArray, FloatArray, float]:
+    """For each candidate count of new calls: the horizon's expected abandons and expected
+    live answers; and a new call's probability of a live answer within the horizon.
+
+    The idle pool is carried step by step as a normal clipped at zero (its first two
+    moments are exact for the clipped normal); what falls below zero in a step is the
+    answers that found no agent."""
+    est = s.estimates
+    edges = _EDGES[1:].astype(np.float64)
+    q_in = est.live_by(s.call_elapsed, edges)  # [call, step] cumulative
+    d = np.diff(q_in, axis=1, prepend=0.0)
+    demand = d.sum(axis=0)
+    demand_var = (d * (1.0 - d)).sum(axis=0)
+    q_new = np.diff(est.live_by(np.zeros(1), edges)[0], prepend=0.0)
+    supply, supply_var = _supply(s)
+    # Answers already waiting take the first agents to free up.
+    backlog = max(0, s.waiting_live - s.ready)
+    demand[0] += backlog
+    new_mean = q_new[:, None] * n[None, :]  # [step, candidate]
+    drift = (supply[1:] - demand)[:, None] - new_mean
+    spread = (supply_var[1:] + demand_var + VARIANCE_FLOOR)[:, None] + new_mean * (
+        1.0 - q_new
+    )[:, None]
+    idle: FloatArray = np.full(n.shape, max(0, s.ready - s.waiting_live) + supply[0])
+    idle_var: FloatArray = np.full(n.shape, supply_var[0])
+    lost = np.zeros(n.shape)
+    for k in range(drift.shape[0]):
+        mu = idle + drift[k]
+        var = idle_var + spread[k]
+        sd = np.sqrt(var)
+        z = mu / sd
+        z2 = z * z
+        # Normal cdf by the tanh form (error below 3e-4), density from the same square.
+        cdf = 0.5 + 0.5 * np.tanh(z * (0.7978845608 + 0.0356774081 * z2))
+        pdf = np.exp(-0.5 * z2) * _INV_SQRT2PI
+        idle = mu * cdf + sd * pdf  # E[max(Y, 0)]
+        idle_var = np.maximum(mu * idle + var * cdf - idle * idle, 0.0)
+        lost += idle - mu  # E[max(-Y, 0)]
+    live = demand.sum() - backlog + n * q_new.sum()
+    return lost, live, float(q_new.sum())
 
 
 def decide(s: Snapshot) -> int:
@@ -83,51 +159,40 @@ def decide(s: Snapshot) -> int:
     est = s.estimates
     if est.dials < st.min_outcomes or est.talks < st.min_talks or est.p_live <= 0.0:
         return progressive(s)
-    allowed = budget(s)
+    allowed = threshold(s)
+    floor = progressive(s)
     if allowed is None:
-        return progressive(s)
-
-    ahead = np.arange(1, GRID + 1, dtype=np.float64)
-    extra = min(SUPPLY_EXTRA, int(math.ceil(st.connect_limit)))
-    # Demand: live answers by each second ahead, from the calls in flight.
-    q = est.live_by(s.call_elapsed, ahead)  # [call, k]
-    # Live answers already waiting take the first agents to free up.
-    demand = q.sum(axis=0) + max(0, s.waiting_live - s.ready)
-    demand_var = (q * (1.0 - q)).sum(axis=0)
-    q0 = est.live_by(np.zeros(1), ahead)[0]  # a new call
-
-    # Supply: agents free by each second ahead plus the connect limit.
-    phase = s.agent_phase
-    elapsed = s.agent_elapsed
-    columns = np.arange(1, GRID + 1) + extra
-    talking = phase == AgentPhase.TALKING
-    wrapping = phase == AgentPhase.WRAP
-    t_bins = np.clip((elapsed[talking] / TALK_STEP).astype(np.int64), 0, TALK_BINS - 1)
-    w_bins = np.clip(elapsed[wrapping].astype(np.int64), 0, WRAP_BINS - 1)
-    p_talk = est.talk_free[columns][:, t_bins]  # [k, agent]
-    p_wrap = est.wrap_free[columns][:, w_bins]
-    free_now = max(0, s.ready - s.waiting_live)
-    supply = free_now + p_talk.sum(axis=1) + p_wrap.sum(axis=1)
-    supply_var = (p_talk * (1 - p_talk)).sum(axis=1) + (p_wrap * (1 - p_wrap)).sum(axis=1)
-
+        return floor
     ceiling = int(st.max_lines_per_agent * s.agents) - int(s.call_elapsed.size)
     limit = max(0, min(ceiling, MAX_CANDIDATES))
-    n = np.arange(limit + 1, dtype=np.float64)[:, None]
-    # The unserved live answers by time t are the excess of cumulative demand over
-    # cumulative supply; the largest excess over the grid is what gets abandoned.
-    mu = demand[None, :] + n * q0[None, :] - supply[None, :]
-    sigma = np.sqrt(demand_var[None, :] + supply_var[None, :] + n * (q0 * (1 - q0))[None, :] + 0.25)
-    z = mu / sigma
-    excess = mu * 0.5 * (1.0 + _erf(z / _SQRT2)) + sigma * np.exp(-0.5 * z * z) / _SQRT2PI
-    expected_abandons = excess.max(axis=1)
-    expected_live = np.maximum(demand[-1] + n[:, 0] * q0[-1], 1e-9)
-    # Two limits: the rate this decision may run at, and what is left of the hard cap
-    # over the window once these calls are answered.
-    record = s.abandons
-    remaining = (st.hard_cap - st.cap_margin) * (record.live + expected_live) - record.abandoned
-    ok = (expected_abandons <= allowed * expected_live) & (expected_abandons <= remaining)
-    floor = progressive(s)
-    if not ok[0]:
+    if limit == 0:
         return floor
-    best = limit if ok.all() else int(np.argmin(ok)) - 1
+    # A second's launch is usually a handful of calls: try every count up to FINE_CANDIDATES
+    # first, and only when all of them pass, a coarse grid beyond (the next decision is a
+    # second away, so stopping short of the exact count costs little).
+    best, passed = _largest_ok(s, np.arange(min(limit, FINE_CANDIDATES) + 1.0), allowed)
+    if passed and limit > FINE_CANDIDATES:
+        coarse = np.unique(
+            np.round(np.geomspace(FINE_CANDIDATES, limit, COARSE_CANDIDATES))
+        ).astype(np.float64)
+        best, _ = _largest_ok(s, np.concatenate(([FINE_CANDIDATES - 1.0], coarse)), allowed)
     return max(floor, best)
+
+
+def _largest_ok(s: Snapshot, n: FloatArray, allowed: float) -> tuple[int, bool]:
+    """The largest candidate in `n` (increasing, first one already accepted or 0) whose
+    step from the previous candidate keeps the marginal abandons per added live answer
+    within `allowed` and whose total fits in the hard cap; and whether all passed."""
+    st = s.settings
+    lost, live, q_total = expected_abandons(s, n)
+    if q_total <= 0.0:
+        return int(n[0]), False
+    # The calls that raise expected abandons by more than the threshold times their own
+    # expected live answers are not worth launching, nor any after them.
+    marginal = np.diff(lost) / (np.diff(n) * q_total)
+    record = s.abandons
+    remaining = (st.hard_cap - st.cap_margin) * (record.live + live[1:]) - record.abandoned
+    ok = (marginal <= allowed) & (lost[1:] <= remaining)
+    if ok.all():
+        return int(n[-1]), True
+    return int(n[int(np.argmin(ok))]), False
