@@ -11,6 +11,7 @@ wrapped up.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -46,12 +47,19 @@ class Estimates:
     other_time: FloatArray  # P(non-live end at bin t | dial), sums to 1 - p_live
     talk_pmf: FloatArray  # talk duration, TALK_STEP bins
     wrap_pmf: FloatArray  # wrap-up duration, 1-second bins
-    # Precomputed for the decision: [k, bin] = P(free within k seconds | elapsed bin),
-    # k = 0..GRID + a few seconds of connect limit.
-    talk_free: FloatArray
-    wrap_free: FloatArray
     f_live: FloatArray  # cumulative P(live decision by t), t = 0..RING_BINS
     f_end: FloatArray  # cumulative P(any end or live decision by t)
+
+    # For the decision: [k, bin] = P(free within k seconds | elapsed bin), k = 0..GRID + a
+    # few seconds of connect limit. Built on first use, so that policies which never read
+    # them (the baselines in the simulator) do not pay for them at every refresh.
+    @functools.cached_property
+    def talk_free(self) -> FloatArray:
+        return _talk_free_table(self.talk_pmf, self.wrap_pmf, GRID + SUPPLY_EXTRA)
+
+    @functools.cached_property
+    def wrap_free(self) -> FloatArray:
+        return _wrap_free_table(self.wrap_pmf, GRID + SUPPLY_EXTRA)
 
     def live_by(self, elapsed: FloatArray, ahead: FloatArray) -> FloatArray:
         """[call, k]: P(the call, rung `elapsed` s, is live within `ahead[k]` seconds)."""
@@ -181,8 +189,6 @@ class Estimator:
                 other_time=other,
                 talk_pmf=talk,
                 wrap_pmf=wrap,
-                talk_free=_talk_free_table(talk, wrap, GRID + SUPPLY_EXTRA),
-                wrap_free=_wrap_free_table(wrap, GRID + SUPPLY_EXTRA),
                 f_live=f_live,
                 f_end=f_end,
             )
@@ -213,7 +219,8 @@ def _talk_free_table(talk: FloatArray, wrap: FloatArray, max_h: int) -> FloatArr
     padded = np.concatenate((talk, np.zeros(steps)))
     shifted = np.lib.stride_tricks.sliding_window_view(padded, TALK_BINS)[:steps]
     tail = np.cumsum(talk[::-1])[::-1]
-    return np.clip((coefficients @ shifted) / np.maximum(tail, 1e-9)[None, :], 0.0, 1.0)
+    # Both factors are non-negative: only the upper clip is needed.
+    return np.minimum((coefficients @ shifted) * (1.0 / np.maximum(tail, 1e-9))[None, :], 1.0)
 
 
 def _wrap_free_table(wrap: FloatArray, max_h: int) -> FloatArray:

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from pacing.estimator import GRID, SUPPLY_EXTRA, TALK_BINS, TALK_STEP, WRAP_BINS
+from pacing.estimator import RING_BINS, SUPPLY_EXTRA, TALK_BINS, TALK_STEP, WRAP_BINS, Estimates
 from pacing.model import AgentPhase, Mode, Snapshot
 
 FloatArray = npt.NDArray[np.float64]
@@ -39,12 +39,15 @@ COARSE_CANDIDATES = 12
 HORIZON = 26  # seconds simulated: a new call's live decision falls within it (p > 0.99)
 STEP = 2  # seconds per queue step: the connect limit's grain
 _EDGES = np.arange(0, HORIZON + 1, STEP)
+_ZERO = np.zeros(1)
 VARIANCE_FLOOR = 0.01  # integer counts: keeps the normal from collapsing on a point
 # Marginal abandon probability the last launched call may carry, before steering. The
 # marginal call is the riskiest one, so this sits above the target average rate.
-THRESHOLD_BASE = 0.08
+THRESHOLD_BASE = 0.15  # at 20 agents
+TEAM_EXPONENT = 0.6  # larger teams: the model is closer to calibrated, smaller threshold
+STEER_UP = 0.5  # the steering raises the threshold slowly, lowers it fast
 STEER_GAIN = 3.0
-STEER_PRIOR = 150.0  # live answers of pseudo-evidence that the window runs at the aim
+STEER_PRIOR = 300.0  # live answers of pseudo-evidence that the window runs at the aim
 HEADROOM_ABANDONS = 3.0  # below this many abandons of headroom under the cap, go carefully
 AIM = 0.9  # the steering aims at this share of the target: the window ends under it
 
@@ -72,8 +75,9 @@ def threshold(s: Snapshot) -> float | None:
     # Early in the window a single abandon swings the measured rate; the prior holds the
     # estimate at the aim until the evidence outweighs it.
     rate = (record.abandoned + aim * STEER_PRIOR) / (record.live + STEER_PRIOR)
-    steer = math.exp(STEER_GAIN * max(-2.0, min(2.0, (aim - rate) / aim)))
-    value = THRESHOLD_BASE * (st.target_abandon / 0.02) * steer
+    steer = math.exp(STEER_GAIN * max(-2.0, min(STEER_UP, (aim - rate) / aim)))
+    team = (20.0 / max(s.agents, 1)) ** TEAM_EXPONENT
+    value = THRESHOLD_BASE * team * (st.target_abandon / 0.02) * steer
     # Small teams: every abandon weighs more in the window and the queue is lumpier than
     # the normal approximation allows.
     value *= min(1.0, s.agents / 10.0)
@@ -83,6 +87,32 @@ def threshold(s: Snapshot) -> float | None:
     headroom = (st.hard_cap - st.cap_margin) * record.live - record.abandoned
     value *= min(1.0, max(headroom, 0.0) / HEADROOM_ABANDONS)
     return min(value, 0.5)
+
+
+def _clipped_normal_tables() -> tuple[FloatArray, FloatArray, FloatArray]:
+    """For Y = mu + sd * Z, Z standard normal, as functions of z = mu / sd: the excess
+    (E[max(Y, 0)] - max(mu, 0)) / sd and the variance ratio Var[max(Y, 0)] / sd^2. Both
+    flatten out at the ends of the grid, where interpolation holds them at their limits
+    (0 and 0 / 1). A table keeps the per-second loop of `expected_abandons` short."""
+    z = np.linspace(-12.0, 12.0, 4801)
+    cdf = 0.5 * (1.0 + np.array([math.erf(x / math.sqrt(2.0)) for x in z]))
+    pdf = np.exp(-0.5 * z * z) * _INV_SQRT2PI
+    positive = z * cdf + pdf
+    second = (z * z + 1.0) * cdf + z * pdf
+    return z, positive - np.maximum(z, 0.0), np.maximum(second - positive * positive, 0.0)
+
+
+_Z, _EXCESS, _SPREAD = _clipped_normal_tables()
+
+
+def _live_steps(est: Estimates, elapsed: FloatArray) -> FloatArray:
+    """[call, step]: P(the call, rung `elapsed` s, reaches a live answer within the step),
+    from the cumulative live and end probabilities by ring time."""
+    t0 = np.minimum(elapsed.astype(np.int64), RING_BINS)
+    f_live = est.f_live[np.minimum(t0[:, None] + _EDGES[None, :], RING_BINS)]
+    survival = np.maximum(1.0 - est.f_end[t0], 1e-9)
+    step = (f_live[:, 1:] - f_live[:, :-1]) * (1.0 / survival)[:, None]
+    return np.minimum(step, 1.0)
 
 
 def _supply(s: Snapshot) -> tuple[FloatArray, FloatArray]:
@@ -95,14 +125,17 @@ def _supply(s: Snapshot) -> tuple[FloatArray, FloatArray]:
     elapsed = s.agent_elapsed
     talking = phase == AgentPhase.TALKING
     wrapping = phase == AgentPhase.WRAP
-    t_bins = np.clip((elapsed[talking] / TALK_STEP).astype(np.int64), 0, TALK_BINS - 1)
-    w_bins = np.clip(elapsed[wrapping].astype(np.int64), 0, WRAP_BINS - 1)
+    t_bins = np.minimum((elapsed[talking] * (1.0 / TALK_STEP)).astype(np.int64), TALK_BINS - 1)
+    w_bins = np.minimum(elapsed[wrapping].astype(np.int64), WRAP_BINS - 1)
     rows = _EDGES + extra
     cumulative = np.concatenate(
-        (est.talk_free[rows][:, t_bins], est.wrap_free[rows][:, w_bins]), axis=1
+        (est.talk_free[rows[:, None], t_bins], est.wrap_free[rows[:, None], w_bins]), axis=1
     )  # [edge, agent]: free by the edge (+ extra)
 
-    step = np.maximum(np.diff(cumulative, axis=0, prepend=0.0), 0.0)
+    step = np.empty_like(cumulative)
+    step[0] = cumulative[0]
+    np.subtract(cumulative[1:], cumulative[:-1], out=step[1:])
+    np.maximum(step, 0.0, out=step)
     return step.sum(axis=1), (step * (1.0 - step)).sum(axis=1)
 
 
@@ -114,12 +147,10 @@ def expected_abandons(s: Snapshot, n: FloatArray) -> tuple[FloatArray, FloatArra
     moments are exact for the clipped normal); what falls below zero in a step is the
     answers that found no agent."""
     est = s.estimates
-    edges = _EDGES[1:].astype(np.float64)
-    q_in = est.live_by(s.call_elapsed, edges)  # [call, step] cumulative
-    d = np.diff(q_in, axis=1, prepend=0.0)
+    d = _live_steps(est, s.call_elapsed)
     demand = d.sum(axis=0)
     demand_var = (d * (1.0 - d)).sum(axis=0)
-    q_new = np.diff(est.live_by(np.zeros(1), edges)[0], prepend=0.0)
+    q_new = _live_steps(est, _ZERO)[0]
     supply, supply_var = _supply(s)
     # Answers already waiting take the first agents to free up.
     backlog = max(0, s.waiting_live - s.ready)
@@ -137,12 +168,8 @@ def expected_abandons(s: Snapshot, n: FloatArray) -> tuple[FloatArray, FloatArra
         var = idle_var + spread[k]
         sd = np.sqrt(var)
         z = mu / sd
-        z2 = z * z
-        # Normal cdf by the tanh form (error below 3e-4), density from the same square.
-        cdf = 0.5 + 0.5 * np.tanh(z * (0.7978845608 + 0.0356774081 * z2))
-        pdf = np.exp(-0.5 * z2) * _INV_SQRT2PI
-        idle = mu * cdf + sd * pdf  # E[max(Y, 0)]
-        idle_var = np.maximum(mu * idle + var * cdf - idle * idle, 0.0)
+        idle = np.maximum(mu, 0.0) + sd * np.interp(z, _Z, _EXCESS)  # E[max(Y, 0)]
+        idle_var = var * np.interp(z, _Z, _SPREAD)  # Var[max(Y, 0)]
         lost += idle - mu  # E[max(-Y, 0)]
     live = demand.sum() - backlog + n * q_new.sum()
     return lost, live, float(q_new.sum())
