@@ -49,6 +49,11 @@ class Estimates:
     wrap_pmf: FloatArray  # wrap-up duration, 1-second bins
     f_live: FloatArray  # cumulative P(live decision by t), t = 0..RING_BINS
     f_end: FloatArray  # cumulative P(any end or live decision by t)
+    # Dials and talks ended since the estimator started, not decayed: the cold-start test.
+    # (The decayed counts settle at rate x decay time, which for a small team stays under
+    # any fixed minimum, so they cannot tell a cold campaign from a small one.)
+    dials_seen: int = 0
+    talks_seen: int = 0
 
     # For the decision: [k, bin] = P(free within k seconds | elapsed bin), k = 0..GRID + a
     # few seconds of connect limit. Built on first use, so that policies which never read
@@ -119,6 +124,7 @@ class Estimator:
         prior_wrap: float = 20.0,
         refresh: float = 10.0,
         tau_dials: float | None = None,
+        min_dials: float = 300.0,
     ):
         # Answer rates move faster than talk times (a jump in who picks up must be seen in
         # minutes), so dial outcomes forget faster than agent times by default.
@@ -128,6 +134,10 @@ class Estimator:
         self.refresh = refresh
         self._built_at = -math.inf
         self.last = 0.0
+        self.min_dials = min_dials
+        self._dial_total = 0.0
+        self.dials_seen = 0
+        self.talks_seen = 0
         self.live_w = np.zeros(RING_BINS)
         self.other_w = np.zeros(RING_BINS)
         self.talk_w = np.zeros(TALK_BINS)
@@ -142,6 +152,12 @@ class Estimator:
         if now > self.last:
             factor = math.exp(-(now - self.last) / self.tau)
             dial_factor = math.exp(-(now - self.last) / self.tau_dials)
+            # A small team ends few dials per decay time: aging stops at `min_dials`
+            # effective dials, or a handful of answers would make the ring-time tables
+            # (and the live probability) too noisy to pace on.
+            if self._dial_total * dial_factor < self.min_dials:
+                dial_factor = min(1.0, self.min_dials / max(self._dial_total, 1e-9))
+            self._dial_total *= dial_factor
             self.live_w *= dial_factor
             self.other_w *= dial_factor
             self.talk_w *= factor
@@ -151,12 +167,15 @@ class Estimator:
     def dial_ended(self, now: float, outcome: DialOutcome, seconds: float) -> None:
         """A dial reached its live decision (LIVE) or ended otherwise, `seconds` after dialing."""
         self._age(now)
+        self.dials_seen += 1
+        self._dial_total += 1.0
         target = self.live_w if outcome is DialOutcome.LIVE else self.other_w
         target[_bin(seconds, 1.0, RING_BINS)] += 1.0
         self._dirty = True
 
     def talk_ended(self, now: float, seconds: float) -> None:
         self._age(now)
+        self.talks_seen += 1
         self.talk_w[_bin(seconds, TALK_STEP, TALK_BINS)] += 1.0
         self._dirty = True
 
@@ -191,6 +210,8 @@ class Estimator:
                 wrap_pmf=wrap,
                 f_live=f_live,
                 f_end=f_end,
+                dials_seen=self.dials_seen,
+                talks_seen=self.talks_seen,
             )
         assert self._cache is not None
         return self._cache

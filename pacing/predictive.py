@@ -48,7 +48,9 @@ TEAM_EXPONENT = 0.6  # larger teams: the model is closer to calibrated, smaller 
 STEER_UP = 0.5  # the steering raises the threshold slowly, lowers it fast
 STEER_GAIN = 3.0
 STEER_PRIOR = 300.0  # live answers of pseudo-evidence that the window runs at the aim
+CAP_QUANTILE = 2.0  # standard deviations of the horizon's abandons kept under the cap
 HEADROOM_ABANDONS = 3.0  # below this many abandons of headroom under the cap, go carefully
+SMALL_TEAM = 10.0  # below this many agents the threshold shrinks in proportion
 AIM = 0.9  # the steering aims at this share of the target: the window ends under it
 
 
@@ -80,7 +82,7 @@ def threshold(s: Snapshot) -> float | None:
     value = THRESHOLD_BASE * team * (st.target_abandon / 0.02) * steer
     # Small teams: every abandon weighs more in the window and the queue is lumpier than
     # the normal approximation allows.
-    value *= min(1.0, s.agents / 10.0)
+    value *= min(1.0, s.agents / SMALL_TEAM)
     # Headroom under the cap, in abandons: early in the window (or in a small campaign) one
     # abandon moves the rate by a lot, and crossing the guard above turns the pacer
     # progressive, so the threshold shrinks as the headroom does.
@@ -89,20 +91,21 @@ def threshold(s: Snapshot) -> float | None:
     return min(value, 0.5)
 
 
-def _clipped_normal_tables() -> tuple[FloatArray, FloatArray, FloatArray]:
+def _clipped_normal_tables() -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """For Y = mu + sd * Z, Z standard normal, as functions of z = mu / sd: the excess
     (E[max(Y, 0)] - max(mu, 0)) / sd and the variance ratio Var[max(Y, 0)] / sd^2. Both
     flatten out at the ends of the grid, where interpolation holds them at their limits
-    (0 and 0 / 1). A table keeps the per-second loop of `expected_abandons` short."""
+    (0 and 0 / 1); and the upper tail P(Z > z). A table keeps the per-second loop of `expected_abandons` short."""
     z = np.linspace(-12.0, 12.0, 4801)
     cdf = 0.5 * (1.0 + np.array([math.erf(x / math.sqrt(2.0)) for x in z]))
     pdf = np.exp(-0.5 * z * z) * _INV_SQRT2PI
     positive = z * cdf + pdf
     second = (z * z + 1.0) * cdf + z * pdf
-    return z, positive - np.maximum(z, 0.0), np.maximum(second - positive * positive, 0.0)
+    excess = positive - np.maximum(z, 0.0)
+    return z, excess, np.maximum(second - positive * positive, 0.0), 1.0 - cdf
 
 
-_Z, _EXCESS, _SPREAD = _clipped_normal_tables()
+_Z, _EXCESS, _SPREAD, _TAIL = _clipped_normal_tables()
 
 
 def _live_steps(est: Estimates, elapsed: FloatArray) -> FloatArray:
@@ -139,9 +142,12 @@ def _supply(s: Snapshot) -> tuple[FloatArray, FloatArray]:
     return step.sum(axis=1), (step * (1.0 - step)).sum(axis=1)
 
 
-def expected_abandons(s: Snapshot, n: FloatArray) -> tuple[FloatArray, FloatArray, float]:
-    """For each candidate count of new calls: the horizon's expected abandons and expected
-    live answers; and a new call's probability of a live answer within the horizon.
+def expected_abandons(
+    s: Snapshot, n: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """For each candidate count of new calls: the horizon's expected abandons, its expected
+    live answers, and the probability that the last of the new calls, if answered, finds
+    no agent free (its marginal abandon probability).
 
     The idle pool is carried step by step as a normal clipped at zero (its first two
     moments are exact for the clipped normal); what falls below zero in a step is the
@@ -163,6 +169,8 @@ def expected_abandons(s: Snapshot, n: FloatArray) -> tuple[FloatArray, FloatArra
     idle: FloatArray = np.full(n.shape, max(0, s.ready - s.waiting_live) + supply[0])
     idle_var: FloatArray = np.full(n.shape, supply_var[0])
     lost = np.zeros(n.shape)
+    short = np.zeros(n.shape)
+    weights = q_new / max(float(q_new.sum()), 1e-12)
     for k in range(drift.shape[0]):
         mu = idle + drift[k]
         var = idle_var + spread[k]
@@ -171,8 +179,11 @@ def expected_abandons(s: Snapshot, n: FloatArray) -> tuple[FloatArray, FloatArra
         idle = np.maximum(mu, 0.0) + sd * np.interp(z, _Z, _EXCESS)  # E[max(Y, 0)]
         idle_var = var * np.interp(z, _Z, _SPREAD)  # Var[max(Y, 0)]
         lost += idle - mu  # E[max(-Y, 0)]
+        # The last new call's answer, if it lands in this step, finds no agent when the
+        # pool left by everyone else is under one agent (continuity-corrected).
+        short += weights[k] * np.interp((mu + q_new[k] - 0.5) / sd, _Z, _TAIL)
     live = demand.sum() - backlog + n * q_new.sum()
-    return lost, live, float(q_new.sum())
+    return lost, live, short
 
 
 def decide(s: Snapshot) -> int:
@@ -184,7 +195,7 @@ def decide(s: Snapshot) -> int:
     if st.mode is Mode.POWER:
         return power(s)
     est = s.estimates
-    if est.dials < st.min_outcomes or est.talks < st.min_talks or est.p_live <= 0.0:
+    if est.dials_seen < st.min_outcomes or est.talks_seen < st.min_talks or est.p_live <= 0.0:
         return progressive(s)
     allowed = threshold(s)
     floor = progressive(s)
@@ -211,15 +222,16 @@ def _largest_ok(s: Snapshot, n: FloatArray, allowed: float) -> tuple[int, bool]:
     step from the previous candidate keeps the marginal abandons per added live answer
     within `allowed` and whose total fits in the hard cap; and whether all passed."""
     st = s.settings
-    lost, live, q_total = expected_abandons(s, n)
-    if q_total <= 0.0:
-        return int(n[0]), False
-    # The calls that raise expected abandons by more than the threshold times their own
-    # expected live answers are not worth launching, nor any after them.
-    marginal = np.diff(lost) / (np.diff(n) * q_total)
+    lost, live, short = expected_abandons(s, n)
+    # The calls whose answer would more likely than the threshold find no agent are not
+    # worth launching, nor any after them.
+    marginal = short[1:]
     record = s.abandons
     remaining = (st.hard_cap - st.cap_margin) * (record.live + live[1:]) - record.abandoned
-    ok = (marginal <= allowed) & (lost[1:] <= remaining)
+    # Abandons come in bursts: what must fit under the cap is a high quantile of the
+    # horizon's abandons (roughly Poisson), not their mean.
+    worst = lost[1:] + CAP_QUANTILE * np.sqrt(lost[1:])
+    ok = (marginal <= allowed) & (worst <= remaining)
     if ok.all():
         return int(n[-1]), True
     return int(n[int(np.argmin(ok))]), False
