@@ -125,6 +125,7 @@ class Estimator:
         refresh: float = 10.0,
         tau_dials: float | None = None,
         min_dials: float = 300.0,
+        prior_weight: float = 10.0,
     ):
         # Answer rates move faster than talk times (a jump in who picks up must be seen in
         # minutes), so dial outcomes forget faster than agent times by default.
@@ -142,9 +143,13 @@ class Estimator:
         self.other_w = np.zeros(RING_BINS)
         self.talk_w = np.zeros(TALK_BINS)
         self.wrap_w = np.zeros(WRAP_BINS)
-        # Weak priors so that tables exist before data: they weigh one observation.
-        self._prior_talk = _lognormal_pmf(prior_talk, 0.8, TALK_STEP, TALK_BINS)
-        self._prior_wrap = _lognormal_pmf(prior_wrap, 0.6, 1.0, WRAP_BINS)
+        # Priors so that tables exist before data. They weigh `prior_weight` observations
+        # (not decayed): the first talks to end are the short ones (the long ones are
+        # still going), so a lighter prior lets the early tables promise agents far too
+        # soon; the data outweighs it within minutes in a busy campaign.
+        self.prior_weight = prior_weight
+        self._prior_talk = prior_weight * _lognormal_pmf(prior_talk, 0.8, TALK_STEP, TALK_BINS)
+        self._prior_wrap = prior_weight * _lognormal_pmf(prior_wrap, 0.6, 1.0, WRAP_BINS)
         self._cache: Estimates | None = None
         self._dirty = True
 
@@ -195,9 +200,9 @@ class Estimator:
             live = self.live_w / dials if dials > 0 else np.zeros(RING_BINS)
             other = self.other_w / dials if dials > 0 else np.zeros(RING_BINS)
             talks = float(self.talk_w.sum())
-            talk = (self.talk_w + self._prior_talk) / (talks + 1.0)
+            talk = (self.talk_w + self._prior_talk) / (talks + self.prior_weight)
             wraps = float(self.wrap_w.sum())
-            wrap = (self.wrap_w + self._prior_wrap) / (wraps + 1.0)
+            wrap = (self.wrap_w + self._prior_wrap) / (wraps + self.prior_weight)
             f_live = np.concatenate(([0.0], np.cumsum(live)))
             f_end = f_live + np.concatenate(([0.0], np.cumsum(other)))
             self._cache = Estimates(

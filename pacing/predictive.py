@@ -144,10 +144,10 @@ def _supply(s: Snapshot) -> tuple[FloatArray, FloatArray]:
 
 def expected_abandons(
     s: Snapshot, n: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, FloatArray, float]:
     """For each candidate count of new calls: the horizon's expected abandons, its expected
     live answers, and the probability that the last of the new calls, if answered, finds
-    no agent free (its marginal abandon probability).
+    no agent free; and a new call's probability of a live answer within the horizon.
 
     The idle pool is carried step by step as a normal clipped at zero (its first two
     moments are exact for the clipped normal); what falls below zero in a step is the
@@ -163,9 +163,9 @@ def expected_abandons(
     demand[0] += backlog
     new_mean = q_new[:, None] * n[None, :]  # [step, candidate]
     drift = (supply[1:] - demand)[:, None] - new_mean
-    spread = (supply_var[1:] + demand_var + VARIANCE_FLOOR)[:, None] + new_mean * (
-        1.0 - q_new
-    )[:, None]
+    spread = (supply_var[1:] + demand_var + VARIANCE_FLOOR)[:, None] + new_mean * (1.0 - q_new)[
+        :, None
+    ]
     idle: FloatArray = np.full(n.shape, max(0, s.ready - s.waiting_live) + supply[0])
     idle_var: FloatArray = np.full(n.shape, supply_var[0])
     lost = np.zeros(n.shape)
@@ -183,7 +183,7 @@ def expected_abandons(
         # pool left by everyone else is under one agent (continuity-corrected).
         short += weights[k] * np.interp((mu + q_new[k] - 0.5) / sd, _Z, _TAIL)
     live = demand.sum() - backlog + n * q_new.sum()
-    return lost, live, short
+    return lost, live, short, float(q_new.sum())
 
 
 def decide(s: Snapshot) -> int:
@@ -222,15 +222,22 @@ def _largest_ok(s: Snapshot, n: FloatArray, allowed: float) -> tuple[int, bool]:
     step from the previous candidate keeps the marginal abandons per added live answer
     within `allowed` and whose total fits in the hard cap; and whether all passed."""
     st = s.settings
-    lost, live, short = expected_abandons(s, n)
-    # The calls whose answer would more likely than the threshold find no agent are not
-    # worth launching, nor any after them.
-    marginal = short[1:]
+    lost, live, short, q_total = expected_abandons(s, n)
+    if s.agents >= SMALL_TEAM:
+        # The marginal expected abandons per added live answer: the added call's own risk
+        # and that of the answers it takes an agent from.
+        marginal = np.diff(lost) / (np.diff(n) * max(q_total, 1e-9))
+    else:
+        # With a handful of agents the pool is a few integers and the normal
+        # approximation of its change exaggerates the marginal abandons (one Bernoulli
+        # answer is not a normal); the probability that the added answer itself finds no
+        # agent, continuity-corrected, is the better-calibrated measure there.
+        marginal = short[1:]
     record = s.abandons
     remaining = (st.hard_cap - st.cap_margin) * (record.live + live[1:]) - record.abandoned
     # Abandons come in bursts: what must fit under the cap is a high quantile of the
     # horizon's abandons (roughly Poisson), not their mean.
-    worst = lost[1:] + CAP_QUANTILE * np.sqrt(lost[1:])
+    worst = lost[1:] + CAP_QUANTILE * np.sqrt(np.maximum(lost[1:], 0.0))
     ok = (marginal <= allowed) & (worst <= remaining)
     if ok.all():
         return int(n[-1]), True
