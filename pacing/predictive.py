@@ -1,21 +1,25 @@
 """The pacing decision: how many calls to launch now.
 
-Predictive mode runs a small time-resolved queue over the next seconds. Per second it
-knows the expected live answers that arrive (from each call in flight, given how long it
-has rung, plus each call launched now) and the expected agents that free up (from each
-busy agent, given how long it has talked or wrapped up, read a connect limit later because
-an answer may wait that long). The idle-agent pool is carried from second to second as a
-normal distribution clipped at zero; an answer that arrives when the pool is empty is
-abandoned. This is the lost-call queue itself, so the expected abandons it yields count
-bursts, which the pointwise excess of demand over supply did not.
+Predictive mode runs a small time-resolved queue over the next HORIZON seconds, in STEP
+second steps. Per step it has the expected live answers that arrive (from each call in
+flight, given how long it has rung, plus each call launched now) and the agents that free
+up (each busy agent by its probability given how long it has talked or wrapped up, read a
+connect limit later because an answer may wait that long for one). The idle-agent pool
+is carried from step to step as a normal clipped at zero, its two moments matched; what
+would drive it below zero is answers that found no agent: abandons. Unlike the pointwise
+excess of demand over supply (the previous model), this counts bursts and carries the
+pool forward, so its expected abandons are calibrated enough to steer by.
 
-The pacer then adds calls while the last one is worth it: its marginal expected abandons
-(how much adding it raises the horizon's expected abandons) per expected live answer stay
-under a threshold. The threshold is steered by the abandon rate measured over the
-regulatory window, so the campaign settles just under its target whatever the model's
-residual bias; the hard cap is protected twice: the horizon's expected abandons must fit
-in what is left of the cap, and once the window is near the cap the pacer is progressive,
-which does not abandon. Cold start is progressive.
+The pacer adds calls while the last one is worth it: its marginal expected abandons
+(how much it raises the horizon's abandons, per live answer it brings) stay under a
+threshold. Where the threshold sits is set by the abandon rate measured over the
+regulatory window: below the aim (a share of the target, so the window ends under it)
+the threshold rises slowly, above it it falls fast. The hard cap is protected three
+ways: the threshold shrinks with the headroom under the cap counted in abandons (early
+in a window, or in a small campaign, one abandon moves the rate a lot); a high quantile
+of the horizon's abandons must fit in what is left of the cap; and once the window is
+at the cap less a margin the pacer is progressive, which does not abandon. Cold start
+(too few dials or talks seen) is progressive.
 
 Pure: a snapshot in, a count out; no I/O, no clock.
 """
@@ -41,17 +45,20 @@ STEP = 2  # seconds per queue step: the connect limit's grain
 _EDGES = np.arange(0, HORIZON + 1, STEP)
 _ZERO = np.zeros(1)
 VARIANCE_FLOOR = 0.01  # integer counts: keeps the normal from collapsing on a point
-# Marginal abandon probability the last launched call may carry, before steering. The
-# marginal call is the riskiest one, so this sits above the target average rate.
-THRESHOLD_BASE = 0.15  # at 20 agents
-TEAM_EXPONENT = 0.6  # larger teams: the model is closer to calibrated, smaller threshold
-STEER_UP = 0.5  # the steering raises the threshold slowly, lowers it fast
-STEER_GAIN = 3.0
+# Marginal abandons per live answer the last launched call may bring, before steering, at
+# 20 agents and a 2% target. The last call is the riskiest one, so this sits well above
+# the target average rate. Tuned on the simulator (bench/pacing/RESULTS.md).
+THRESHOLD_BASE = 0.15
+# The queue model over-states the marginal abandons more in smaller teams (fewer agents
+# freeing, lumpier counts): the threshold scales as (20 / agents) ** TEAM_EXPONENT.
+TEAM_EXPONENT = 0.6
+STEER_GAIN = 3.0  # threshold x exp(gain x relative shortfall of the rate under the aim)
+STEER_UP = 0.5  # ... capped upwards (rises at most e^1.5 times), down to exp(-2 x gain)
 STEER_PRIOR = 300.0  # live answers of pseudo-evidence that the window runs at the aim
-CAP_QUANTILE = 2.0  # standard deviations of the horizon's abandons kept under the cap
-HEADROOM_ABANDONS = 3.0  # below this many abandons of headroom under the cap, go carefully
-SMALL_TEAM = 10.0  # below this many agents the threshold shrinks in proportion
 AIM = 0.9  # the steering aims at this share of the target: the window ends under it
+CAP_QUANTILE = 2.0  # standard deviations of the horizon's abandons kept under the cap
+HEADROOM_ABANDONS = 6.0  # below this many abandons of headroom under the cap, go carefully
+SMALL_TEAM = 10.0  # below this many agents: the direct marginal, and a smaller threshold
 
 
 def progressive(s: Snapshot) -> int:
@@ -69,8 +76,8 @@ def threshold(s: Snapshot) -> float | None:
     """The marginal abandon probability this decision may accept, or None: progressive."""
     st = s.settings
     record = s.abandons
-    # Thin remaining budget: the window is at the cap (the per-decision `remaining` limit
-    # in `decide` keeps it from getting there in the first place).
+    # Thin remaining budget: the window is at the cap less the margin (the per-decision
+    # `remaining` limit in `_largest_ok` keeps it from getting there in the first place).
     if record.abandoned and record.abandoned >= (st.hard_cap - st.cap_margin) * record.live:
         return None
     aim = AIM * st.target_abandon
@@ -80,8 +87,8 @@ def threshold(s: Snapshot) -> float | None:
     steer = math.exp(STEER_GAIN * max(-2.0, min(STEER_UP, (aim - rate) / aim)))
     team = (20.0 / max(s.agents, 1)) ** TEAM_EXPONENT
     value = THRESHOLD_BASE * team * (st.target_abandon / 0.02) * steer
-    # Small teams: every abandon weighs more in the window and the queue is lumpier than
-    # the normal approximation allows.
+    # Small teams: every abandon weighs more in the window, and their marginal (the
+    # direct probability, see `_largest_ok`) is not shrunk by the team scaling above.
     value *= min(1.0, s.agents / SMALL_TEAM)
     # Headroom under the cap, in abandons: early in the window (or in a small campaign) one
     # abandon moves the rate by a lot, and crossing the guard above turns the pacer
@@ -95,7 +102,8 @@ def _clipped_normal_tables() -> tuple[FloatArray, FloatArray, FloatArray, FloatA
     """For Y = mu + sd * Z, Z standard normal, as functions of z = mu / sd: the excess
     (E[max(Y, 0)] - max(mu, 0)) / sd and the variance ratio Var[max(Y, 0)] / sd^2. Both
     flatten out at the ends of the grid, where interpolation holds them at their limits
-    (0 and 0 / 1); and the upper tail P(Z > z). A table keeps the per-second loop of `expected_abandons` short."""
+    (0 and 0 / 1); and the upper tail P(Z > z). Tables keep the loop of
+    `expected_abandons` to a few numpy calls per step."""
     z = np.linspace(-12.0, 12.0, 4801)
     cdf = 0.5 * (1.0 + np.array([math.erf(x / math.sqrt(2.0)) for x in z]))
     pdf = np.exp(-0.5 * z * z) * _INV_SQRT2PI
@@ -134,7 +142,6 @@ def _supply(s: Snapshot) -> tuple[FloatArray, FloatArray]:
     cumulative = np.concatenate(
         (est.talk_free[rows[:, None], t_bins], est.wrap_free[rows[:, None], w_bins]), axis=1
     )  # [edge, agent]: free by the edge (+ extra)
-
     step = np.empty_like(cumulative)
     step[0] = cumulative[0]
     np.subtract(cumulative[1:], cumulative[:-1], out=step[1:])
@@ -163,9 +170,8 @@ def expected_abandons(
     demand[0] += backlog
     new_mean = q_new[:, None] * n[None, :]  # [step, candidate]
     drift = (supply[1:] - demand)[:, None] - new_mean
-    spread = (supply_var[1:] + demand_var + VARIANCE_FLOOR)[:, None] + new_mean * (1.0 - q_new)[
-        :, None
-    ]
+    base_var = supply_var[1:] + demand_var + VARIANCE_FLOOR
+    spread = base_var[:, None] + new_mean * (1.0 - q_new)[:, None]
     idle: FloatArray = np.full(n.shape, max(0, s.ready - s.waiting_live) + supply[0])
     idle_var: FloatArray = np.full(n.shape, supply_var[0])
     lost = np.zeros(n.shape)
