@@ -57,7 +57,12 @@ STEER_UP = 0.5  # ... capped upwards (rises at most e^1.5 times), down to exp(-2
 STEER_PRIOR = 300.0  # live answers of pseudo-evidence that the window runs at the aim
 AIM = 0.9  # the steering aims at this share of the target: the window ends under it
 CAP_QUANTILE = 2.0  # standard deviations of the horizon's abandons kept under the cap
-HEADROOM_ABANDONS = 6.0  # below this many abandons of headroom under the cap, go carefully
+THIN_ABANDONS = 0.0  # headroom (in abandons) under which the pacer is progressive
+# Below this many abandons of headroom under the cap the threshold shrinks in proportion.
+# Measured: 6 suits teams of 10 and more (fewer early trips to the guard at 20 agents);
+# small teams, already at a reduced threshold, had a lower worst seed with 3.
+HEADROOM_ABANDONS = 6.0
+HEADROOM_ABANDONS_SMALL = 3.0
 SMALL_TEAM = 10.0  # below this many agents: the direct marginal, and a smaller threshold
 
 
@@ -76,9 +81,11 @@ def threshold(s: Snapshot) -> float | None:
     """The marginal abandon probability this decision may accept, or None: progressive."""
     st = s.settings
     record = s.abandons
-    # Thin remaining budget: the window is at the cap less the margin (the per-decision
-    # `remaining` limit in `_largest_ok` keeps it from getting there in the first place).
-    if record.abandoned and record.abandoned >= (st.hard_cap - st.cap_margin) * record.live:
+    # Headroom under the cap less the margin, in abandons. Thin remaining budget: one more
+    # abandon would cross it (the per-decision `remaining` limit in `_largest_ok` keeps the
+    # window from getting there in the first place).
+    headroom = (st.hard_cap - st.cap_margin) * record.live - record.abandoned
+    if record.abandoned and headroom < THIN_ABANDONS:
         return None
     aim = AIM * st.target_abandon
     # Early in the window a single abandon swings the measured rate; the prior holds the
@@ -90,11 +97,11 @@ def threshold(s: Snapshot) -> float | None:
     # Small teams: every abandon weighs more in the window, and their marginal (the
     # direct probability, see `_largest_ok`) is not shrunk by the team scaling above.
     value *= min(1.0, s.agents / SMALL_TEAM)
-    # Headroom under the cap, in abandons: early in the window (or in a small campaign) one
-    # abandon moves the rate by a lot, and crossing the guard above turns the pacer
-    # progressive, so the threshold shrinks as the headroom does.
-    headroom = (st.hard_cap - st.cap_margin) * record.live - record.abandoned
-    value *= min(1.0, max(headroom, 0.0) / HEADROOM_ABANDONS)
+    # Early in the window (or in a small campaign) one abandon moves the rate by a lot,
+    # and reaching the guard above turns the pacer progressive for a long while, so the
+    # threshold shrinks as the headroom does.
+    scale = HEADROOM_ABANDONS if s.agents >= SMALL_TEAM else HEADROOM_ABANDONS_SMALL
+    value *= min(1.0, max(headroom, 0.0) / scale)
     return min(value, 0.5)
 
 
