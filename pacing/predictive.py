@@ -160,8 +160,9 @@ def expected_abandons(
     s: Snapshot, n: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray, float]:
     """For each candidate count of new calls: the horizon's expected abandons, its expected
-    live answers, and the probability that the last of the new calls, if answered, finds
-    no agent free; and a new call's probability of a live answer within the horizon.
+    live answers, and (for teams under SMALL_TEAM, else zeros) the probability that the
+    last of the new calls, if answered, finds no agent free; and a new call's probability
+    of a live answer within the horizon.
 
     The idle pool is carried step by step as a normal clipped at zero (its first two
     moments are exact for the clipped normal); what falls below zero in a step is the
@@ -181,20 +182,25 @@ def expected_abandons(
     spread = base_var[:, None] + new_mean * (1.0 - q_new)[:, None]
     idle: FloatArray = np.full(n.shape, max(0, s.ready - s.waiting_live) + supply[0])
     idle_var: FloatArray = np.full(n.shape, supply_var[0])
-    lost = np.zeros(n.shape)
+    start = idle
     short = np.zeros(n.shape)
+    small = s.agents < SMALL_TEAM  # only small teams decide on `short` (see `_largest_ok`)
     weights = q_new / max(float(q_new.sum()), 1e-12)
+    interp = np.interp
     for k in range(drift.shape[0]):
         mu = idle + drift[k]
         var = idle_var + spread[k]
         sd = np.sqrt(var)
         z = mu / sd
-        idle = np.maximum(mu, 0.0) + sd * np.interp(z, _Z, _EXCESS)  # E[max(Y, 0)]
-        idle_var = var * np.interp(z, _Z, _SPREAD)  # Var[max(Y, 0)]
-        lost += idle - mu  # E[max(-Y, 0)]
-        # The last new call's answer, if it lands in this step, finds no agent when the
-        # pool left by everyone else is under one agent (continuity-corrected).
-        short += weights[k] * np.interp((mu + q_new[k] - 0.5) / sd, _Z, _TAIL)
+        idle = np.maximum(mu, 0.0) + sd * interp(z, _Z, _EXCESS)  # E[max(Y, 0)]
+        idle_var = var * interp(z, _Z, _SPREAD)  # Var[max(Y, 0)]
+        if small:
+            # The last new call's answer, if it lands in this step, finds no agent when
+            # the pool left by everyone else is under one agent (continuity-corrected).
+            short += weights[k] * interp((mu + q_new[k] - 0.5) / sd, _Z, _TAIL)
+    # Each step loses E[max(-Y, 0)] = E[max(Y, 0)] - E[Y]; summed over the steps, that
+    # telescopes to the final pool less the initial one less the total drift.
+    lost = idle - start - drift.sum(axis=0)
     live = demand.sum() - backlog + n * q_new.sum()
     return lost, live, short, float(q_new.sum())
 
