@@ -11,6 +11,7 @@ wrapped up.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -46,12 +47,24 @@ class Estimates:
     other_time: FloatArray  # P(non-live end at bin t | dial), sums to 1 - p_live
     talk_pmf: FloatArray  # talk duration, TALK_STEP bins
     wrap_pmf: FloatArray  # wrap-up duration, 1-second bins
-    # Precomputed for the decision: [k, bin] = P(free within k seconds | elapsed bin),
-    # k = 0..GRID + a few seconds of connect limit.
-    talk_free: FloatArray
-    wrap_free: FloatArray
     f_live: FloatArray  # cumulative P(live decision by t), t = 0..RING_BINS
     f_end: FloatArray  # cumulative P(any end or live decision by t)
+    # Dials and talks ended since the estimator started, not decayed: the cold-start test.
+    # (The decayed counts settle at rate x decay time, which for a small team stays under
+    # any fixed minimum, so they cannot tell a cold campaign from a small one.)
+    dials_seen: int = 0
+    talks_seen: int = 0
+
+    # For the decision: [k, bin] = P(free within k seconds | elapsed bin), k = 0..GRID + a
+    # few seconds of connect limit. Built on first use, so that policies which never read
+    # them (the baselines in the simulator) do not pay for them at every refresh.
+    @functools.cached_property
+    def talk_free(self) -> FloatArray:
+        return _talk_free_table(self.talk_pmf, self.wrap_pmf, GRID + SUPPLY_EXTRA)
+
+    @functools.cached_property
+    def wrap_free(self) -> FloatArray:
+        return _wrap_free_table(self.wrap_pmf, GRID + SUPPLY_EXTRA)
 
     def live_by(self, elapsed: FloatArray, ahead: FloatArray) -> FloatArray:
         """[call, k]: P(the call, rung `elapsed` s, is live within `ahead[k]` seconds)."""
@@ -111,6 +124,8 @@ class Estimator:
         prior_wrap: float = 20.0,
         refresh: float = 10.0,
         tau_dials: float | None = None,
+        min_dials: float = 300.0,
+        prior_weight: float = 10.0,
     ):
         # Answer rates move faster than talk times (a jump in who picks up must be seen in
         # minutes), so dial outcomes forget faster than agent times by default.
@@ -120,13 +135,21 @@ class Estimator:
         self.refresh = refresh
         self._built_at = -math.inf
         self.last = 0.0
+        self.min_dials = min_dials
+        self._dial_total = 0.0
+        self.dials_seen = 0
+        self.talks_seen = 0
         self.live_w = np.zeros(RING_BINS)
         self.other_w = np.zeros(RING_BINS)
         self.talk_w = np.zeros(TALK_BINS)
         self.wrap_w = np.zeros(WRAP_BINS)
-        # Weak priors so that tables exist before data: they weigh one observation.
-        self._prior_talk = _lognormal_pmf(prior_talk, 0.8, TALK_STEP, TALK_BINS)
-        self._prior_wrap = _lognormal_pmf(prior_wrap, 0.6, 1.0, WRAP_BINS)
+        # Priors so that tables exist before data. They weigh `prior_weight` observations
+        # (not decayed): the first talks to end are the short ones (the long ones are
+        # still going), so a lighter prior lets the early tables promise agents far too
+        # soon; the data outweighs it within minutes in a busy campaign.
+        self.prior_weight = prior_weight
+        self._prior_talk = prior_weight * _lognormal_pmf(prior_talk, 0.8, TALK_STEP, TALK_BINS)
+        self._prior_wrap = prior_weight * _lognormal_pmf(prior_wrap, 0.6, 1.0, WRAP_BINS)
         self._cache: Estimates | None = None
         self._dirty = True
 
@@ -134,6 +157,12 @@ class Estimator:
         if now > self.last:
             factor = math.exp(-(now - self.last) / self.tau)
             dial_factor = math.exp(-(now - self.last) / self.tau_dials)
+            # A small team ends few dials per decay time: aging stops at `min_dials`
+            # effective dials, or a handful of answers would make the ring-time tables
+            # (and the live probability) too noisy to pace on.
+            if self._dial_total * dial_factor < self.min_dials:
+                dial_factor = min(1.0, self.min_dials / max(self._dial_total, 1e-9))
+            self._dial_total *= dial_factor
             self.live_w *= dial_factor
             self.other_w *= dial_factor
             self.talk_w *= factor
@@ -143,12 +172,15 @@ class Estimator:
     def dial_ended(self, now: float, outcome: DialOutcome, seconds: float) -> None:
         """A dial reached its live decision (LIVE) or ended otherwise, `seconds` after dialing."""
         self._age(now)
+        self.dials_seen += 1
+        self._dial_total += 1.0
         target = self.live_w if outcome is DialOutcome.LIVE else self.other_w
         target[_bin(seconds, 1.0, RING_BINS)] += 1.0
         self._dirty = True
 
     def talk_ended(self, now: float, seconds: float) -> None:
         self._age(now)
+        self.talks_seen += 1
         self.talk_w[_bin(seconds, TALK_STEP, TALK_BINS)] += 1.0
         self._dirty = True
 
@@ -168,9 +200,9 @@ class Estimator:
             live = self.live_w / dials if dials > 0 else np.zeros(RING_BINS)
             other = self.other_w / dials if dials > 0 else np.zeros(RING_BINS)
             talks = float(self.talk_w.sum())
-            talk = (self.talk_w + self._prior_talk) / (talks + 1.0)
+            talk = (self.talk_w + self._prior_talk) / (talks + self.prior_weight)
             wraps = float(self.wrap_w.sum())
-            wrap = (self.wrap_w + self._prior_wrap) / (wraps + 1.0)
+            wrap = (self.wrap_w + self._prior_wrap) / (wraps + self.prior_weight)
             f_live = np.concatenate(([0.0], np.cumsum(live)))
             f_end = f_live + np.concatenate(([0.0], np.cumsum(other)))
             self._cache = Estimates(
@@ -181,10 +213,10 @@ class Estimator:
                 other_time=other,
                 talk_pmf=talk,
                 wrap_pmf=wrap,
-                talk_free=_talk_free_table(talk, wrap, GRID + SUPPLY_EXTRA),
-                wrap_free=_wrap_free_table(wrap, GRID + SUPPLY_EXTRA),
                 f_live=f_live,
                 f_end=f_end,
+                dials_seen=self.dials_seen,
+                talks_seen=self.talks_seen,
             )
         assert self._cache is not None
         return self._cache
@@ -213,7 +245,8 @@ def _talk_free_table(talk: FloatArray, wrap: FloatArray, max_h: int) -> FloatArr
     padded = np.concatenate((talk, np.zeros(steps)))
     shifted = np.lib.stride_tricks.sliding_window_view(padded, TALK_BINS)[:steps]
     tail = np.cumsum(talk[::-1])[::-1]
-    return np.clip((coefficients @ shifted) / np.maximum(tail, 1e-9)[None, :], 0.0, 1.0)
+    # Both factors are non-negative: only the upper clip is needed.
+    return np.minimum((coefficients @ shifted) * (1.0 / np.maximum(tail, 1e-9))[None, :], 1.0)
 
 
 def _wrap_free_table(wrap: FloatArray, max_h: int) -> FloatArray:

@@ -4,6 +4,7 @@ snapshot of one decision (agents, calls in flight, the measured abandon rate).""
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,8 @@ class Snapshot:
     estimates: Estimates
     abandons: AbandonRecord = field(default_factory=AbandonRecord)
 
-    @property
+    # Cached: a decision reads it several times, and the snapshot is immutable.
+    @functools.cached_property
     def ready(self) -> int:
         return int(np.count_nonzero(self.agent_phase == AgentPhase.READY))
 

@@ -126,6 +126,47 @@ def summarize(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def verdict(rows: list[dict[str, Any]]) -> str:
+    """Per scenario: the best baseline that stays at or under 3% in every seed, ours, and
+    the share of the gap from that baseline to perfect foresight that ours closes."""
+    out = [
+        "| scenario | best compliant baseline | ours (abandon mean, max) | perfect foresight "
+        "| gap closed | all seeds <= 3% |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for agents in sorted({r["agents"] for r in rows}):
+        for live in LIVE:
+            here = [r for r in rows if r["agents"] == agents and r["live"] == live]
+            if not here:
+                continue
+
+            def of(policy: str, key: str, here: list[dict[str, Any]] = here) -> list[float]:
+                return [r[key] for r in here if r["policy"] == policy]
+
+            baselines = [
+                (statistics.mean(of(p, "occupancy")), p)
+                for p in POLICIES
+                if p not in ("ours", "perfect foresight")
+                and of(p, "occupancy")
+                and max(of(p, "abandon_rate")) <= 0.03
+            ]
+            best, name = max(baselines) if baselines else (0.0, "none")
+            ours = statistics.mean(of("ours", "occupancy")) if of("ours", "occupancy") else 0.0
+            ab = of("ours", "abandon_rate") or [0.0]
+            bound = (
+                statistics.mean(of("perfect foresight", "occupancy"))
+                if of("perfect foresight", "occupancy")
+                else 0.0
+            )
+            closed = (ours - best) / (bound - best) if bound > best else 0.0
+            out.append(
+                f"| {agents}, {live} | {name} {best:.3f} | {ours:.3f} "
+                f"({statistics.mean(ab) * 100:.2f}%, {max(ab) * 100:.2f}%) | {bound:.3f} "
+                f"| {closed * 100:.0f}% | {'yes' if max(ab) <= 0.03 else 'no'} |"
+            )
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=10)
@@ -142,6 +183,7 @@ def main() -> None:
     args.out.write_text(json.dumps(rows, indent=0))
     print(f"{len(rows)} runs in {time.perf_counter() - started:.0f} s")
     print(summarize(rows))
+    print("\n" + verdict(rows))
     p50, p99 = decide_latency()
     print(f"\ndecide() with 100 agents and 300 calls in flight: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
 

@@ -109,3 +109,52 @@ def test_hard_cap_holds_when_the_answer_rate_jumps():
     for seed in (1, 2):
         result = Simulation(jump, Predictive(), seed=seed).run()
         assert result.abandon_rate <= 0.03, (seed, result.abandons, result.live)
+
+
+def test_expected_abandons_grow_with_the_calls_launched():
+    from pacing.predictive import expected_abandons
+
+    n = np.arange(0.0, 40.0)
+    lost, live, short, q_new = expected_abandons(_snapshot(), n)
+    assert np.all(np.diff(lost) >= -1e-12) and np.all(np.diff(live) > 0)
+    assert np.all((short >= 0) & (short <= 1)) and 0 < q_new <= 1
+    # Forty calls on a team with four free agents abandon some of what they bring.
+    assert lost[-1] > 0.5 and lost[0] < lost[-1]
+
+
+def test_a_small_team_is_not_held_in_cold_start_by_decayed_counts():
+    est = Estimator(tau_dials=60.0, min_dials=0.0)
+    for t in range(0, 3000, 20):  # one dial every 20 s: ~3 effective dials at a time
+        est.dial_ended(t, DialOutcome.LIVE if t % 80 == 0 else DialOutcome.OTHER, 10)
+    for t in range(20):
+        est.talk_ended(t, 150)
+    e = est.estimates()
+    assert e.dials < PacingSettings().min_outcomes <= e.dials_seen
+    assert e.talks_seen == 20
+
+
+def test_dial_memory_keeps_a_floor_of_effective_dials():
+    est = Estimator(tau_dials=60.0, min_dials=100.0)
+    for t in range(200):
+        est.dial_ended(t, DialOutcome.LIVE if t % 4 == 0 else DialOutcome.OTHER, 10)
+    est.dial_ended(5000.0, DialOutcome.OTHER, 10)  # a long quiet spell, then one dial
+    e = est.estimates()
+    assert e.dials >= 100.0
+    assert abs(e.p_live - 0.25) < 0.05
+
+
+def test_low_answer_rate_launches_several_calls_per_free_agent():
+    est = Estimator()
+    for t in range(2000):
+        est.dial_ended(t, DialOutcome.LIVE if t % 8 == 0 else DialOutcome.OTHER, 8 + t % 6)
+    for t in range(50):
+        est.talk_ended(t, 150 + t)
+        est.wrap_ended(t, 15 + t % 10)
+    snap = _snapshot(
+        agent_phase=np.array([0] * 10 + [1] * 90, dtype=np.int8),
+        agent_elapsed=np.linspace(1, 300, 100),
+        call_elapsed=np.array([], dtype=np.float64),
+        estimates=est.estimates(),
+        abandons=AbandonRecord(3000, 40),
+    )
+    assert decide(snap) >= 3 * 10  # p = 0.125: progressive would launch 10
