@@ -26,7 +26,7 @@ import asyncpg
 
 from core import audit
 from core.identity import Actor, Role
-from crm_bridge.import_rows import STAGE_FIELDS, RowError, stage_chunk
+from crm_bridge.import_rows import STAGE_FIELDS, RowError, stage_chunk, stage_columns
 from crm_bridge.import_sources import ImportError_, Source, open_sources
 from crm_bridge.mapping import MappingError, PortfolioMapping
 
@@ -79,14 +79,13 @@ _RESOLVE = [
     """INSERT INTO portfolios (creditor_id, code, name)
        SELECT DISTINCT cr.id, s.portfolio_code, s.portfolio_code FROM import_stage s
        JOIN creditors cr ON cr.code = s.creditor_code ON CONFLICT (creditor_id, code) DO NOTHING""",
-    # Cases already known keep their debtor; new ones get fresh ids. New rows take the
-    # plain INSERT path below (nothing can conflict), known ones are updated. Creditor and
-    # portfolio ids are joined in where needed rather than written into every staged row.
+    # Cases already known keep their ids and debtor; new ones keep the fresh ids drawn
+    # when they were staged. New rows take the plain INSERT path below (nothing can
+    # conflict), known ones are updated. Creditor and portfolio ids are joined in where
+    # needed rather than written into every staged row.
     """UPDATE import_stage s SET case_id = c.id, debtor_id = c.debtor_id, is_new = false
        FROM cases c JOIN creditors cr ON cr.id = c.creditor_id
        WHERE cr.code = s.creditor_code AND c.reference = s.reference""",
-    """UPDATE import_stage SET case_id = nextval('cases_id_seq'), debtor_id = nextval('debtors_id_seq'),
-       is_new = true WHERE case_id IS NULL""",
 ]
 
 _NEW = [
@@ -119,6 +118,21 @@ _NEW = [
        SELECT debtor_id, 'residence', address_line1, address_line2, postal_code, city, region, country
        FROM import_stage WHERE is_new AND address_line1 IS NOT NULL""",
 ]
+
+# The rows _NEW writes reference only the debtors and cases it has just inserted from the
+# same staged rows, and the creditors and portfolios joined in (locked below, as the
+# foreign-key checks would lock them). Where the session may, those statements run with
+# per-row triggers off (`session_replication_role = replica`, as pg_restore loads data):
+# PostgreSQL's per-row foreign-key checks are about a third of the database's work in an
+# import, and here they cannot fail. `_apply_batch` verifies what makes that true: every
+# new row got its debtor and its case. The tables written have no triggers of their own
+# (a test fails if a migration adds one).
+TRUSTED_TABLES = ("debtors", "cases", "debts", "phones", "emails", "addresses")
+_LOCK_PARENTS = """
+SELECT 1 FROM creditors cr JOIN portfolios p ON p.creditor_id = cr.id
+WHERE (cr.code, p.code) IN (SELECT DISTINCT creditor_code, portfolio_code FROM import_stage)
+FOR KEY SHARE OF cr, p
+"""
 
 _KNOWN = [
     """UPDATE debtors d SET kind = s.kind, first_name = s.first_name, last_name = s.last_name,
@@ -278,11 +292,14 @@ async def import_portfolio(
     workers: int | None = None,
     progress: Progress | None = None,
     batch_rows: int = BATCH,
+    skip_row_triggers: bool = True,
 ) -> ImportResult:
     """Import `path`; raises ImportRejected (nothing written) when rows are bad and
     `accept_valid` is false, ImportError_ when the file cannot be read at all.
 
-    Rows are applied `batch_rows` at a time, all in one transaction."""
+    Rows are applied `batch_rows` at a time, all in one transaction. New cases are
+    written without per-row foreign-key triggers when the session may
+    (`skip_row_triggers`, see TRUSTED_TABLES); the result is the same either way."""
     actor.require(Role.MANAGER, "importing portfolios")
     if not path.exists():
         raise ImportError_(f"file not found: {path}")
@@ -300,10 +317,16 @@ async def import_portfolio(
             # The statements below are simple set-based DML over large inputs: JIT
             # compilation (on by default, triggered by their cost) costs more than it saves.
             await conn.execute("SET LOCAL jit = off")
+            trusted = skip_row_triggers and await may_skip_row_triggers(conn)
+            staged = list(stage_columns(mapping))
             columns = ", ".join(f"{name} {_STAGE_TYPES.get(name, 'text')}" for name in STAGE_FIELDS)
             await conn.execute(
-                f"CREATE TEMPORARY TABLE import_stage ({columns}, case_id bigint, debtor_id bigint, "
-                "is_new boolean) ON COMMIT DROP"
+                # New ids are drawn as the rows are copied in; a known case's row takes
+                # its case's ids instead (the values drawn for it are left unused).
+                f"CREATE TEMPORARY TABLE import_stage ({columns}, "
+                "case_id bigint DEFAULT nextval('cases_id_seq'), "
+                "debtor_id bigint DEFAULT nextval('debtors_id_seq'), "
+                "is_new boolean NOT NULL DEFAULT true) ON COMMIT DROP"
             )
             # Validation (in the workers) and applying (in the database) overlap: this
             # hands batches of COPY lines to `apply_batches` through a one-slot queue.
@@ -313,11 +336,9 @@ async def import_portfolio(
                 while (batch := await batches.get()) is not None:
                     if result.rejected and not accept_valid:
                         continue  # the transaction will be rolled back: spare the work
-                    await conn.copy_to_table(
-                        "import_stage", source=_blocks(batch), columns=list(STAGE_FIELDS)
-                    )
+                    await conn.copy_to_table("import_stage", source=_blocks(batch), columns=staged)
                     if not dry_run:
-                        await _apply_batch(conn, currency, result)
+                        await _apply_batch(conn, currency, result, trusted)
                     await conn.execute("TRUNCATE import_stage")
 
             applier = asyncio.ensure_future(apply_batches())
@@ -429,7 +450,25 @@ async def _blocks(batch: list[bytes]) -> AsyncIterator[bytes]:
         yield block
 
 
-async def _apply_batch(conn: asyncpg.Connection, currency: str, result: ImportResult) -> None:
+async def may_skip_row_triggers(conn: asyncpg.Connection) -> bool:
+    """Whether this session may set `session_replication_role` (a superuser, or on
+    PostgreSQL 15+ a role granted SET on it). Must run inside a transaction."""
+    try:
+        async with conn.transaction():  # a savepoint: a refusal leaves the import intact
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute("SET LOCAL session_replication_role = origin")
+    except asyncpg.InsufficientPrivilegeError:
+        return False
+    return True
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[1])  # "INSERT 0 n"
+
+
+async def _apply_batch(
+    conn: asyncpg.Connection, currency: str, result: ImportResult, trusted: bool = False
+) -> None:
     """Create or update everything the staged rows describe."""
     for statement in _RESOLVE:
         await conn.execute(statement)
@@ -437,10 +476,23 @@ async def _apply_batch(conn: asyncpg.Connection, currency: str, result: ImportRe
         "SELECT count(*) FILTER (WHERE is_new) AS created, count(*) FILTER (WHERE NOT is_new) AS updated "
         "FROM import_stage"
     )
-    for statements, rows in ((_NEW, counts["created"]), (_KNOWN, counts["updated"])):
-        if not rows:
-            continue
-        for statement in statements:
+    created = counts["created"]
+    if created:
+        if trusted:
+            await conn.execute(_LOCK_PARENTS)
+            await conn.execute("SET LOCAL session_replication_role = replica")
+        for i, statement in enumerate(_NEW):
+            args = (currency,) if "$1" in statement else ()
+            written = _count(await conn.execute(statement, *args))
+            # Debtors, then cases: every new row must have both before anything refers
+            # to them (with the triggers off, nothing else would notice).
+            if i < 2 and written != created:
+                table = ("debtors", "cases")[i]
+                raise RuntimeError(f"import: {written} of {created} new rows written to {table}")
+        if trusted:
+            await conn.execute("SET LOCAL session_replication_role = origin")
+    if counts["updated"]:
+        for statement in _KNOWN:
             if "$1" in statement:
                 await conn.execute(statement, currency)
             else:
