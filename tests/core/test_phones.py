@@ -123,3 +123,31 @@ def test_reference_path_is_the_library() -> None:
     with pytest.raises(InvalidPhoneNumber, match="not a valid number for its country"):
         normalize("12", "IT")
     assert normalize("+39 06 1234 5678", "IT") == ("+390612345678", ("Europe/Rome",))
+
+
+async def test_the_stored_numbers_check_is_the_e164_pattern(conn) -> None:
+    """Core migration 0003 replaced the regular expression of phones.e164's CHECK with string
+    functions: both must accept exactly the same strings."""
+    rng = random.Random(11)
+    alphabet = "+0123456789 -a٣"  # with a non-ASCII digit: both must refuse it
+    samples = ["", "+", "+1", "+0123456789", "+123456", "+1234567", "+123456789012345",
+               "+1234567890123456", "++1234567", "+12345a7", "1234567890", "+٣23456789",
+               " +12345678", "+12345678 "]  # fmt: skip
+    samples += [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 18))) for _ in range(3000)
+    ]
+    samples += [
+        "+" + "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 16)))
+        for _ in range(3000)
+    ]
+    check = await conn.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'phones_e164_check'"
+    )
+    assert "~" not in check  # the regular expression is gone
+    expression = check.removeprefix("CHECK ").replace("e164", "s")
+    # The expression is the catalog's own text of the constraint, not input.
+    query = f"SELECT s, {expression} AS new, s ~ '^\\+[1-9][0-9]{{6,14}}$' AS old FROM unnest($1::text[]) AS s"  # noqa: S608
+    rows = await conn.fetch(query, samples)
+    differ = [r["s"] for r in rows if r["new"] is not r["old"]]
+    assert differ == []
+    assert sum(r["old"] for r in rows) > 1000  # both outcomes are well represented
