@@ -2,9 +2,12 @@
 
 Rows are read as a stream, validated in worker processes (phone normalization is the
 costly part), and copied into a temporary staging table; set-based statements then
-create or update debtors, cases, debts, phones, emails and addresses. Re-importing a
-file is idempotent: cases are keyed by (creditor, the creditor's case reference), debts
-by (case, debt reference), phones by (debtor, number). A file with any bad row imports
+create debtors, cases, debts, phones, emails and addresses batch by batch, and update
+the cases already known at the end, just before the commit (so their rows, which a
+dialer also updates, are locked for as short a time as possible). Re-importing a file is
+idempotent: cases are keyed by (creditor, the creditor's case reference), debts by
+(case, debt reference), phones by (debtor, number), and only what changed is written.
+A file with any bad row imports
 nothing unless `accept_valid` is set, in which case the valid rows are imported and every
 rejected row is written, with its line and reasons, to a rejects file.
 """
@@ -134,43 +137,72 @@ WHERE (cr.code, p.code) IN (SELECT DISTINCT creditor_code, portfolio_code FROM i
 FOR KEY SHARE OF cr, p
 """
 
+# Cases already known: applied after every new case, just before the commit, so that the
+# rows they lock (a dialer updates cases and phones as it calls) stay locked for seconds,
+# not for the whole import. Only what the file changes is written: re-importing an
+# unchanged file locks and rewrites nothing.
 _KNOWN = [
     """UPDATE debtors d SET kind = s.kind, first_name = s.first_name, last_name = s.last_name,
            company_name = s.company_name, tax_code = COALESCE(s.tax_code, d.tax_code),
            birth_date = COALESCE(s.birth_date, d.birth_date),
            language = COALESCE(s.language, d.language), updated_at = now()
-       FROM import_stage s WHERE d.id = s.debtor_id AND NOT s.is_new""",
+       FROM import_stage s WHERE d.id = s.debtor_id AND NOT s.is_new
+         AND (d.kind, d.first_name, d.last_name, d.company_name, d.tax_code, d.birth_date, d.language)
+             IS DISTINCT FROM (s.kind, s.first_name, s.last_name, s.company_name,
+                               COALESCE(s.tax_code, d.tax_code), COALESCE(s.birth_date, d.birth_date),
+                               COALESCE(s.language, d.language))""",
+    # One debt per row, keyed by its reference (the case reference when the file has none).
+    """UPDATE debts t SET description = s.description, capital = COALESCE(s.capital, 0),
+           interest = COALESCE(s.interest, 0), fees = COALESCE(s.fees, 0),
+           costs = COALESCE(s.costs, 0), due_date = s.due_date
+       FROM import_stage s
+       WHERE t.case_id = s.case_id AND t.reference = COALESCE(s.debt_reference, s.reference)
+         AND NOT s.is_new AND (s.capital IS NOT NULL OR s.interest IS NOT NULL
+                               OR s.fees IS NOT NULL OR s.costs IS NOT NULL)
+         AND (t.description, t.capital, t.interest, t.fees, t.costs, t.due_date)
+             IS DISTINCT FROM (s.description, COALESCE(s.capital, 0), COALESCE(s.interest, 0),
+                               COALESCE(s.fees, 0), COALESCE(s.costs, 0), s.due_date)""",
     """INSERT INTO debts (case_id, reference, description, capital, interest, fees, costs, due_date)
        SELECT case_id, COALESCE(debt_reference, reference), description, COALESCE(capital, 0),
               COALESCE(interest, 0), COALESCE(fees, 0), COALESCE(costs, 0), due_date
        FROM import_stage
        WHERE NOT is_new AND (capital IS NOT NULL OR interest IS NOT NULL OR fees IS NOT NULL
                              OR costs IS NOT NULL)
-       ON CONFLICT (case_id, reference) WHERE reference IS NOT NULL DO UPDATE
-       SET description = EXCLUDED.description, capital = EXCLUDED.capital,
-           interest = EXCLUDED.interest, fees = EXCLUDED.fees, costs = EXCLUDED.costs,
-           due_date = EXCLUDED.due_date""",
-    """UPDATE cases c SET currency = COALESCE(s.currency, c.currency), updated_at = now(),
-           total_due = COALESCE((SELECT sum(total) FROM debts WHERE case_id = c.id), 0)
-       FROM import_stage s WHERE c.id = s.case_id AND NOT s.is_new""",
+       ON CONFLICT (case_id, reference) WHERE reference IS NOT NULL DO NOTHING""",
+    """UPDATE cases c SET currency = n.currency, total_due = n.total_due, updated_at = now()
+       FROM (SELECT s.case_id, COALESCE(s.currency, k.currency) AS currency,
+                    COALESCE((SELECT sum(total) FROM debts WHERE case_id = s.case_id), 0) AS total_due
+             FROM import_stage s JOIN cases k ON k.id = s.case_id WHERE NOT s.is_new) n
+       WHERE c.id = n.case_id AND (c.currency, c.total_due) IS DISTINCT FROM (n.currency, n.total_due)""",
     # Phones: the file's numbers in its order; numbers from other sources are kept.
+    """UPDATE phones t SET kind = p.kind, time_zones = string_to_array(p.zones, '|'),
+           position = p.ord - 1
+       FROM import_stage s,
+            unnest(s.phones, s.phone_kinds, s.phone_zones) WITH ORDINALITY AS p(e164, kind, zones, ord)
+       WHERE NOT s.is_new AND t.debtor_id = s.debtor_id AND t.e164 = p.e164
+         AND (t.kind, t.time_zones, t.position)
+             IS DISTINCT FROM (p.kind, string_to_array(p.zones, '|'), (p.ord - 1)::integer)""",
     """INSERT INTO phones (debtor_id, e164, kind, source, time_zones, position)
        SELECT s.debtor_id, p.e164, p.kind, 'import', string_to_array(p.zones, '|'), p.ord - 1
        FROM import_stage s,
             unnest(s.phones, s.phone_kinds, s.phone_zones) WITH ORDINALITY AS p(e164, kind, zones, ord)
        WHERE NOT s.is_new
-       ON CONFLICT (debtor_id, e164) DO UPDATE
-       SET kind = EXCLUDED.kind, time_zones = EXCLUDED.time_zones, position = EXCLUDED.position""",
+       ON CONFLICT (debtor_id, e164) DO NOTHING""",
     """INSERT INTO emails (debtor_id, address)
        SELECT s.debtor_id, e.address FROM import_stage s, unnest(s.emails) AS e(address)
        WHERE NOT s.is_new ON CONFLICT (debtor_id, lower(address)) DO NOTHING""",
-    # The file's residence address replaces the one it gave last time.
+    # The file's residence address replaces the one it gave last time, if it differs.
     """DELETE FROM addresses a USING import_stage s
        WHERE a.debtor_id = s.debtor_id AND a.kind = 'residence' AND s.address_line1 IS NOT NULL
-         AND NOT s.is_new""",
+         AND NOT s.is_new
+         AND (a.line1, a.line2, a.postal_code, a.city, a.region, a.country::text)
+             IS DISTINCT FROM (s.address_line1, s.address_line2, s.postal_code, s.city, s.region,
+                               s.country)""",
     """INSERT INTO addresses (debtor_id, kind, line1, line2, postal_code, city, region, country)
        SELECT debtor_id, 'residence', address_line1, address_line2, postal_code, city, region, country
-       FROM import_stage WHERE NOT is_new AND address_line1 IS NOT NULL""",
+       FROM import_stage s WHERE NOT is_new AND address_line1 IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM addresses a
+                         WHERE a.debtor_id = s.debtor_id AND a.kind = 'residence')""",
 ]
 
 
@@ -178,13 +210,13 @@ _GUARANTORS = """
 SELECT s.case_id, s.guarantor_last_name, s.guarantor_first_name, s.guarantor_phone, s.guarantor_zones,
        (SELECT dl.debtor_id FROM debtor_links dl
         WHERE dl.case_id = s.case_id AND dl.relation = 'guarantor' LIMIT 1) AS existing
-FROM import_stage s WHERE s.guarantor_last_name IS NOT NULL
+FROM import_stage s WHERE s.guarantor_last_name IS NOT NULL AND s.is_new = $1
 """
 
 
-async def _apply_guarantors(conn: asyncpg.Connection) -> None:
-    """Guarantors are few; they are linked row by row."""
-    for g in await conn.fetch(_GUARANTORS):
+async def _apply_guarantors(conn: asyncpg.Connection, new: bool) -> None:
+    """Guarantors (of the new cases, or of the known ones) are few: linked row by row."""
+    for g in await conn.fetch(_GUARANTORS, new):
         debtor_id = g["existing"]
         if debtor_id is None:
             debtor_id = await conn.fetchval(
@@ -199,7 +231,8 @@ async def _apply_guarantors(conn: asyncpg.Connection) -> None:
             )
         else:
             await conn.execute(
-                "UPDATE debtors SET first_name = $2, last_name = $3, updated_at = now() WHERE id = $1",
+                "UPDATE debtors SET first_name = $2, last_name = $3, updated_at = now() "
+                "WHERE id = $1 AND (first_name, last_name) IS DISTINCT FROM ($2, $3)",
                 debtor_id,
                 g["guarantor_first_name"],
                 g["guarantor_last_name"],
@@ -328,6 +361,9 @@ async def import_portfolio(
                 "debtor_id bigint DEFAULT nextval('debtors_id_seq'), "
                 "is_new boolean NOT NULL DEFAULT true) ON COMMIT DROP"
             )
+            await conn.execute(
+                "CREATE TEMPORARY TABLE import_known (LIKE import_stage) ON COMMIT DROP"
+            )
             # Validation (in the workers) and applying (in the database) overlap: this
             # hands batches of COPY lines to `apply_batches` through a one-slot queue.
             batches: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=1)
@@ -415,6 +451,8 @@ async def import_portfolio(
                 raise ImportRejected(result)
             if dry_run:
                 raise _DryRun()
+            if result.cases_updated:
+                await _apply_known(conn)
             result.batch_id = await conn.fetchval(
                 "INSERT INTO import_batches (file_name, sha256, rows_total, rows_imported, rows_rejected, "
                 "cases_created, cases_updated, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -491,15 +529,20 @@ async def _apply_batch(
                 raise RuntimeError(f"import: {written} of {created} new rows written to {table}")
         if trusted:
             await conn.execute("SET LOCAL session_replication_role = origin")
+    await _apply_guarantors(conn, new=True)
     if counts["updated"]:
-        for statement in _KNOWN:
-            if "$1" in statement:
-                await conn.execute(statement, currency)
-            else:
-                await conn.execute(statement)
-    await _apply_guarantors(conn)
+        await conn.execute("INSERT INTO import_known SELECT * FROM import_stage WHERE NOT is_new")
     result.cases_created += counts["created"]
     result.cases_updated += counts["updated"]
+
+
+async def _apply_known(conn: asyncpg.Connection) -> None:
+    """Update the known cases set aside by every batch, in case order."""
+    await conn.execute("TRUNCATE import_stage")
+    await conn.execute("INSERT INTO import_stage SELECT * FROM import_known ORDER BY case_id")
+    for statement in _KNOWN:
+        await conn.execute(statement)
+    await _apply_guarantors(conn, new=False)
 
 
 class _DryRun(Exception):
