@@ -7,9 +7,9 @@ the cases already known at the end, just before the commit (so their rows, which
 dialer also updates, are locked for as short a time as possible). Re-importing a file is
 idempotent: cases are keyed by (creditor, the creditor's case reference), debts by
 (case, debt reference), phones by (debtor, number), and only what changed is written.
-A file with any bad row imports
-nothing unless `accept_valid` is set, in which case the valid rows are imported and every
-rejected row is written, with its line and reasons, to a rejects file.
+A file with any bad row imports nothing unless `accept_valid` is set, in which case the
+valid rows are imported and every rejected row is written, with its line and reasons,
+to a rejects file.
 """
 
 from __future__ import annotations
