@@ -6,7 +6,7 @@ and reports wall time, rows/s, peak memory of this process and its workers, and 
 seconds the importer, its workers and the PostgreSQL server spent (the machine is shared:
 CPU seconds show what the import itself cost, whatever else ran on the cores).
 
-    .venv/bin/python -m bench.import.run [--rows N] [--workers N] [--row-triggers]
+    .venv/bin/python -m bench.import.run [--rows N] [--workers N] [--row-triggers] [--again]
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import asyncpg
+
 from core import db
 from core.embedded_pg import EmbeddedPostgres, free_port
 from core.identity import SYSTEM
 from core.settings import load_settings
 from crm_bridge.importer import import_portfolio
-from crm_bridge.mapping import load_mapping
+from crm_bridge.mapping import PortfolioMapping, load_mapping
 
 MAPPING = """
 [source]
@@ -104,13 +106,24 @@ def _cpu(usage: resource.struct_rusage) -> float:
 
 
 async def run(
-    url: str, data: Path, mapping_path: Path, workers: int, datadir: Path, triggers: bool
-) -> None:
+    url: str, data: Path, mapping_path: Path, workers: int, datadir: Path, triggers: bool,
+    again: bool,
+) -> None:  # fmt: skip
     conn = await db.connect(url)
     await db.migrate(conn)
     await conn.close()
     pool = await db.create_pool(url, 1, 4)
     mapping = load_mapping(mapping_path)
+    for label in ("import", "re-import of the same file")[: 2 if again else 1]:
+        print(f"-- {label}")
+        await _measured(pool, data, mapping, workers, datadir, triggers)
+    await pool.close()
+
+
+async def _measured(
+    pool: asyncpg.Pool, data: Path, mapping: PortfolioMapping, workers: int, datadir: Path,
+    triggers: bool,
+) -> None:  # fmt: skip
     own0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
     workers0 = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
     server0 = server_cpu_seconds(datadir)
@@ -132,10 +145,12 @@ async def run(
     async with pool.acquire() as c:
         phones = await c.fetchval("SELECT count(*) FROM phones")
         cases = await c.fetchval("SELECT count(*) FROM cases")
-    await pool.close()
     own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"rows {result.rows:,}  imported {result.imported:,}  rejected {result.rejected}")
+    print(
+        f"rows {result.rows:,}  imported {result.imported:,}  rejected {result.rejected}  "
+        f"created {result.cases_created:,}  known {result.cases_updated:,}"
+    )
     print(f"cases {cases:,}  phones {phones:,}")
     print(f"wall {took:.1f} s  ({result.rows / took:,.0f} rows/s)")
     print(
@@ -157,6 +172,7 @@ def main() -> None:
         "--row-triggers", action="store_true",
         help="keep per-row foreign-key triggers (as for a role that may not skip them)",
     )  # fmt: skip
+    parser.add_argument("--again", action="store_true", help="then import the same file again")
     args = parser.parse_args()
     settings = load_settings(environ={})
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +189,15 @@ def main() -> None:
         server.start()
         try:
             asyncio.run(
-                run(server.url, data, mapping, args.workers, server.datadir, args.row_triggers)
+                run(
+                    server.url,
+                    data,
+                    mapping,
+                    args.workers,
+                    server.datadir,
+                    args.row_triggers,
+                    args.again,
+                )  # fmt: skip
             )
         finally:
             server.stop()
