@@ -151,3 +151,20 @@ async def test_the_stored_numbers_check_is_the_e164_pattern(conn) -> None:
     differ = [r["s"] for r in rows if r["new"] is not r["old"]]
     assert differ == []
     assert sum(r["old"] for r in rows) > 1000  # both outcomes are well represented
+
+
+async def test_a_number_is_found_through_its_index(conn) -> None:
+    """Caller identification looks numbers up by equality, through the hash index."""
+    debtor = await conn.fetchval("INSERT INTO debtors (last_name) VALUES ('Rossi') RETURNING id")
+    await conn.executemany(
+        "INSERT INTO phones (debtor_id, e164) VALUES ($1, $2)",
+        [(debtor, f"+39333{n:07d}") for n in range(2000)],
+    )
+    await conn.execute("ANALYZE phones")
+    plan = await conn.fetchval(
+        "EXPLAIN (FORMAT JSON) SELECT debtor_id FROM phones WHERE e164 = $1", "+393330001234"
+    )
+    assert "phones_e164_idx" in str(plan)
+    assert (
+        await conn.fetchval("SELECT debtor_id FROM phones WHERE e164 = '+393330001234'") == debtor
+    )
