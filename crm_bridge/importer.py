@@ -514,7 +514,8 @@ def _count(status: str) -> int:
 async def _apply_batch(
     conn: asyncpg.Connection, currency: str, result: ImportResult, trusted: bool = False
 ) -> None:
-    """Create or update everything the staged rows describe."""
+    """Create the new cases the staged rows describe, with all they hold, and set the
+    known ones aside for `_apply_known`."""
     for statement in _RESOLVE:
         await conn.execute(statement)
     counts = await conn.fetchrow(
