@@ -50,7 +50,7 @@ class ImportResult:
     imported: int = 0
     rejected: int = 0
     cases_created: int = 0
-    cases_updated: int = 0
+    cases_updated: int = 0  # cases already known (each updated where the file changes it)
     errors: list[RowError] = field(default_factory=list)  # the first MAX_KEPT_ERRORS
     committed: bool = False
     batch_id: int | None = None

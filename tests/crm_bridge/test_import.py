@@ -200,7 +200,7 @@ async def test_import_and_export_commands(database_url, tmp_path):
         "import", str(FIXTURES / "good.csv"), "--mapping", str(FIXTURES / "mapping.toml")
     )
     assert code == 0, err
-    assert "3 rows, 3 imported (3 new cases, 0 updated), 0 rejected" in out
+    assert "3 rows, 3 imported (3 new cases, 0 already known), 0 rejected" in out
     code, out, err = await run(
         "import", str(tmp_path / "nope.csv"), "--mapping", str(FIXTURES / "mapping.toml")
     )

@@ -119,7 +119,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1 if result.rejected else 0
     print(
         f"{args.file.name}: {result.rows} rows, {result.imported} imported "
-        f"({result.cases_created} new cases, {result.cases_updated} updated), "
+        f"({result.cases_created} new cases, {result.cases_updated} already known), "
         f"{result.rejected} rejected, in {took:.1f} s"
     )
     if result.rejected:
