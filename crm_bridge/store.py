@@ -29,6 +29,20 @@ SORTS = {
     "id": ("c.id", "DESC"),
 }
 
+# "Birthday today" is that day in every year a debtor can have been born in, looked up
+# through the plain index on debtors.birth_date (core migration 0004).
+FIRST_BIRTH_YEAR = 1850
+
+
+def birthdays(today: date) -> list[date]:
+    days = []
+    for year in range(FIRST_BIRTH_YEAR, today.year + 1):
+        try:
+            days.append(today.replace(year=year))
+        except ValueError:
+            continue  # 29 February, in a year without one
+    return days
+
 
 class FilterError(ValueError):
     """A filter definition is invalid; the message names the key."""
@@ -144,11 +158,7 @@ def _where(f: CaseFilter, viewer: Actor, viewer_team: int | None, today: date) -
             today,
         )
     if f.birthday_today:
-        w.add(
-            "extract(month FROM d.birth_date) = ? AND extract(day FROM d.birth_date) = ?",
-            today.month,
-            today.day,
-        )
+        w.add("d.birth_date = ANY(?::date[])", birthdays(today))
     if f.text:
         like = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         digits = "".join(ch for ch in f.text if ch.isdigit())

@@ -6,6 +6,7 @@ from core import cases, promises, users
 from core.identity import SYSTEM, PermissionDenied, Role
 from crm_bridge.store import (
     FilterError,
+    birthdays,
     delete_filter,
     list_filters,
     parse_filter,
@@ -98,3 +99,37 @@ async def test_saved_filters_private_or_shared(conn):
         await delete_filter(conn, boss.actor, mine.id)
     await delete_filter(conn, anna.actor, mine.id)
     assert [f.name for f in await list_filters(conn, anna.actor)] == ["birthdays"]
+
+
+async def test_birthdays_in_any_year_and_on_leap_days(conn):
+    await new_case(conn, reference="OLD", last_name="Neri", birth_date=date(1901, 11, 24))
+    await new_case(conn, reference="NEXT", last_name="Gialli", birth_date=date(1970, 11, 25))
+    await new_case(conn, reference="LEAP", last_name="Blu", birth_date=date(1984, 2, 29))
+    assert await refs(conn, SYSTEM, None, birthday_today=True) == ["OLD"]
+    page = await search(
+        conn, SYSTEM, None, parse_filter({"birthday_today": True}), date(2028, 2, 29)
+    )
+    assert [i["reference"] for i in page.items] == ["LEAP"]
+    # On 28 February of a year without a 29th, only the 28th's birthdays (as before).
+    page = await search(
+        conn, SYSTEM, None, parse_filter({"birthday_today": True}), date(2027, 2, 28)
+    )
+    assert page.items == []
+    days = birthdays(date(2027, 2, 28))
+    assert days[0] == date(1850, 2, 28) and days[-1] == date(2027, 2, 28) and len(days) == 178
+    assert len(birthdays(date(2028, 2, 29))) == len(
+        [y for y in range(1850, 2029) if y % 4 == 0 and (y % 100 or y % 400 == 0)]
+    )
+
+
+async def test_birthday_lookups_use_the_date_index(conn):
+    await conn.execute(
+        "INSERT INTO debtors (last_name, birth_date) "
+        "SELECT 'x', date '1940-01-01' + (g % 20000) FROM generate_series(1, 20000) g"
+    )
+    await conn.execute("ANALYZE debtors")
+    plan = await conn.fetchval(
+        "EXPLAIN (FORMAT JSON) SELECT id FROM debtors WHERE birth_date = ANY($1::date[])",
+        birthdays(TODAY),
+    )
+    assert "debtors_birth_date_idx" in str(plan)
