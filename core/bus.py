@@ -47,6 +47,12 @@ class Subscription(ABC):
     async def get(self, timeout: float | None = None) -> Message | None:
         """The next message, or None when `timeout` seconds pass without one."""
 
+    @abstractmethod
+    async def update(self, *patterns: str) -> None:
+        """Listen on these channels from now on, in place of the previous ones: nothing
+        already received or still to come on a channel kept is lost (a new listener
+        would drop what the old one had queued, and miss what came in between)."""
+
 
 class EventBus(ABC):
     @abstractmethod
@@ -98,8 +104,15 @@ class _Group:
 
 
 class _QueueSubscription(Subscription):
-    def __init__(self, queue: asyncio.Queue[Message]):
-        self.queue = queue
+    def __init__(self, patterns: tuple[str, ...]):
+        self.patterns = patterns
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+
+    def wants(self, channel: str) -> bool:
+        return any(fnmatch.fnmatchcase(channel, p) for p in self.patterns)
+
+    async def update(self, *patterns: str) -> None:
+        self.patterns = patterns
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         while True:
@@ -122,7 +135,7 @@ class InProcessBus(EventBus):
         self._groups: dict[tuple[str, str], _Group] = {}
         self._seq = itertools.count(1)
         self._changed = asyncio.Condition()
-        self._listeners: list[tuple[tuple[str, ...], asyncio.Queue[Message]]] = []
+        self._listeners: list[_QueueSubscription] = []
 
     async def publish(self, topic: str, data: Mapping[str, Any]) -> str:
         message = Message(topic, f"{next(self._seq)}-0", dict(data))
@@ -193,16 +206,15 @@ class InProcessBus(EventBus):
 
     async def broadcast(self, channel: str, data: Mapping[str, Any]) -> None:
         message = Message(channel, f"{next(self._seq)}-0", dict(data))
-        for patterns, queue in self._listeners:
-            if any(fnmatch.fnmatchcase(channel, p) for p in patterns):
-                queue.put_nowait(message)
+        for listener in self._listeners:
+            if listener.wants(channel):
+                listener.queue.put_nowait(message)
 
     @contextlib.asynccontextmanager
     async def listen(self, *patterns: str) -> AsyncIterator[Subscription]:
-        queue: asyncio.Queue[Message] = asyncio.Queue()
-        entry = (patterns, queue)
-        self._listeners.append(entry)
+        listener = _QueueSubscription(patterns)
+        self._listeners.append(listener)
         try:
-            yield _QueueSubscription(queue)
+            yield listener
         finally:
-            self._listeners.remove(entry)
+            self._listeners.remove(listener)

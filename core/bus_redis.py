@@ -21,9 +21,33 @@ def _encode(data: Mapping[str, Any]) -> str:
     return json.dumps(dict(data), default=str, separators=(",", ":"))
 
 
+def _split(patterns: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """Redis channel names and glob patterns, prefixed."""
+    exact = {_PREFIX + p for p in patterns if "*" not in p and "?" not in p}
+    globs = {_PREFIX + p for p in patterns if "*" in p or "?" in p}
+    return exact, globs
+
+
 class _PubSubSubscription(Subscription):
-    def __init__(self, pubsub: aioredis.client.PubSub):
+    def __init__(self, pubsub: aioredis.client.PubSub, patterns: tuple[str, ...]):
         self.pubsub = pubsub
+        self.exact, self.globs = _split(patterns)
+        self.connected = bool(self.exact or self.globs)  # the pubsub has its connection
+
+    async def update(self, *patterns: str) -> None:
+        # Same connection: what Redis already sends on channels kept keeps coming. The
+        # confirmations are read (and skipped) by get().
+        exact, globs = _split(patterns)
+        if exact - self.exact:
+            await self.pubsub.subscribe(*(exact - self.exact))
+        if globs - self.globs:
+            await self.pubsub.psubscribe(*(globs - self.globs))
+        if self.exact - exact:
+            await self.pubsub.unsubscribe(*(self.exact - exact))
+        if self.globs - globs:
+            await self.pubsub.punsubscribe(*(self.globs - globs))
+        self.connected = self.connected or bool(exact or globs)
+        self.exact, self.globs = exact, globs
 
     def _to_message(self, raw: dict[str, Any]) -> Message | None:
         if raw.get("type") not in {"message", "pmessage"}:
@@ -41,6 +65,9 @@ class _PubSubSubscription(Subscription):
                 yield message
 
     async def get(self, timeout: float | None = None) -> Message | None:
+        if not self.connected:  # listening on nothing yet: nothing can come
+            await asyncio.sleep(1.0 if timeout is None else timeout)
+            return None
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -131,8 +158,7 @@ class RedisBus(EventBus):
     @contextlib.asynccontextmanager
     async def listen(self, *patterns: str) -> AsyncIterator[Subscription]:
         pubsub = self.redis.pubsub()
-        exact = [_PREFIX + p for p in patterns if "*" not in p and "?" not in p]
-        globs = [_PREFIX + p for p in patterns if "*" in p or "?" in p]
+        exact, globs = _split(patterns)
         try:
             if exact:
                 await pubsub.subscribe(*exact)
@@ -146,7 +172,7 @@ class RedisBus(EventBus):
                     raise ConnectionError("Redis did not confirm the subscription")
                 if raw["type"] in {"subscribe", "psubscribe"}:
                     confirmed += 1
-            yield _PubSubSubscription(pubsub)
+            yield _PubSubSubscription(pubsub, patterns)
         finally:
             await pubsub.aclose()
 

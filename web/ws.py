@@ -51,8 +51,17 @@ class Connection:
     ws: web.WebSocketResponse
     app: web.Application
     topics: set[str] = field(default_factory=set)
-    # Re-subscribing means a new bus listener; set when topics change.
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # The bus listener of this connection, changed in place when its topics change (a
+    # new listener would lose the events queued for the old one, e.g. a screen pop).
+    subscription: Subscription | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def retopic(self) -> None:
+        """Make the bus listener follow `topics`; done before the request is answered, so
+        an event sent after the reply is delivered."""
+        async with self.lock:
+            if self.subscription is not None:
+                await self.subscription.update(*sorted(self.topics))
 
     async def send_event(self, topic: str, data: Any) -> None:
         await self.ws.send_json({"type": "event", "topic": topic, "data": data})
@@ -149,13 +158,13 @@ def default_hub() -> Hub:
         if len(conn.topics) >= MAX_TOPICS and topic not in conn.topics:
             raise ValueError(f"at most {MAX_TOPICS} topics per connection")
         conn.topics.add(topic)
-        conn.changed.set()
+        await conn.retopic()
         return {"topics": sorted(conn.topics)}
 
     @hub.handler("unsubscribe", Role.AGENT)
     async def unsubscribe(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
         conn.topics.discard(str(message["topic"]))
-        conn.changed.set()
+        await conn.retopic()
         return {"topics": sorted(conn.topics)}
 
     @hub.handler("ping", Role.AGENT)
@@ -166,23 +175,15 @@ def default_hub() -> Hub:
 
 
 async def _pump(conn: Connection) -> None:
-    """Forward bus events on the connection's topics; re-listen when topics change."""
-    bus = conn.app[BUS]
-    while not conn.ws.closed:
-        conn.changed.clear()
-        topics = sorted(conn.topics)
-        if not topics:
-            await conn.changed.wait()
-            continue
-        async with bus.listen(*topics) as sub:
-            await _forward(conn, sub)
-
-
-async def _forward(conn: Connection, sub: Subscription) -> None:
-    while not conn.changed.is_set() and not conn.ws.closed:
-        message = await sub.get(timeout=0.5)
-        if message is not None and message.topic in conn.topics:
-            await conn.send_event(message.topic, dict(message.data))
+    """Forward bus events on the connection's topics, for as long as it is open."""
+    async with conn.app[BUS].listen(*sorted(conn.topics)) as sub:
+        async with conn.lock:
+            conn.subscription = sub
+            await sub.update(*sorted(conn.topics))  # topics added while it started
+        while not conn.ws.closed:
+            message = await sub.get(timeout=1.0)
+            if message is not None and message.topic in conn.topics:
+                await conn.send_event(message.topic, dict(message.data))
 
 
 @public  # the handshake authenticates itself, so it can answer with a close code

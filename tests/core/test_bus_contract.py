@@ -77,6 +77,37 @@ async def test_broadcast_reaches_current_listeners_by_pattern(bus: EventBus):
         assert await sub.get(timeout=0.1) is None
 
 
+async def test_a_listener_changes_channels_without_losing_what_it_keeps(bus: EventBus):
+    async with bus.listen("agent:4") as sub:
+        await bus.broadcast("agent:4", {"n": 1})  # queued before the change
+        await sub.update("agent:4", "case:7", "campaign:*")
+        await asyncio.sleep(0.05)  # Redis takes the new subscriptions from the same connection
+        await bus.broadcast("case:7", {"n": 2})
+        await bus.broadcast("campaign:3", {"n": 3})
+        await bus.broadcast("agent:4", {"n": 4})
+        got = [await sub.get(timeout=2) for _ in range(4)]
+        assert [(m.topic, m.data["n"]) for m in got if m is not None] == [
+            ("agent:4", 1), ("case:7", 2), ("campaign:3", 3), ("agent:4", 4),
+        ]  # fmt: skip
+        await sub.update("case:7")
+        await asyncio.sleep(0.05)
+        await bus.broadcast("agent:4", {"n": 5})  # no longer listened to
+        await bus.broadcast("case:7", {"n": 6})
+        message = await sub.get(timeout=2)
+        assert message is not None and (message.topic, message.data["n"]) == ("case:7", 6)
+        assert await sub.get(timeout=0.1) is None
+
+
+async def test_a_listener_may_start_on_nothing(bus: EventBus):
+    async with bus.listen() as sub:
+        assert await sub.get(timeout=0.1) is None
+        await sub.update("case:1")
+        await asyncio.sleep(0.05)
+        await bus.broadcast("case:1", {"n": 1})
+        message = await sub.get(timeout=2)
+        assert message is not None and message.data == {"n": 1}
+
+
 async def test_joining_at_the_end_skips_history_and_pending(bus: EventBus):
     await bus.publish("calls", {"n": 1})
     await bus.read("calls", "stats", "c")  # delivered, never acked

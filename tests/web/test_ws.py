@@ -1,9 +1,11 @@
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
-from core.identity import Role
+from core import cases
+from core.identity import SYSTEM, Role
+from tests.support.factories import new_case
 from tests.support.web import login
-from web.keys import BUS
+from web.keys import BUS, POOL
 
 
 async def ask(ws, request_id: int, **message):
@@ -38,16 +40,53 @@ async def test_events_on_the_bus_reach_the_browser(client: TestClient):
     ws = await client.ws_connect("/ws")
     await ws.receive_json(timeout=5)
     await ask(ws, 1, type="subscribe", topic=f"agent:{agent_id}")
-    for _ in range(50):  # the listener starts asynchronously after the reply
-        await client.app[BUS].broadcast(f"agent:{agent_id}", {"screen_pop": {"case_id": 42}})
-        msg = await ws.receive_json(timeout=5)
-        if msg["type"] == "event":
-            break
+    # The listener follows the new topic before the reply: the first event arrives.
+    await client.app[BUS].broadcast(f"agent:{agent_id}", {"screen_pop": {"case_id": 42}})
+    msg = await ws.receive_json(timeout=5)
     assert msg == {
         "type": "event",
         "topic": f"agent:{agent_id}",
         "data": {"screen_pop": {"case_id": 42}},
     }
+    await ws.close()
+
+
+async def test_no_event_is_lost_when_the_topics_change(client: TestClient):
+    """A screen pop sent while the console starts following the popped case must arrive:
+    the connection's listener changes its topics in place."""
+    agent_id = (await login(client, "ag3", Role.AGENT)).id
+    async with client.app[POOL].acquire() as conn:
+        case_id = await new_case(conn)
+        await cases.assign_case(conn, SYSTEM, case_id, agent_id)
+    case_topic = f"case:{case_id}"
+    bus = client.app[BUS]
+    ws = await client.ws_connect("/ws")
+    await ws.receive_json(timeout=5)
+    events: list[int] = []
+
+    async def request(request_id: int, **message) -> dict:  # type: ignore[no-untyped-def]
+        await ws.send_json({"id": request_id, **message})
+        while True:
+            got = await ws.receive_json(timeout=5)
+            if got["type"] == "event":
+                events.append(got["data"]["n"])
+            elif got["id"] == request_id:
+                return got
+
+    assert (await request(1, type="subscribe", topic=f"agent:{agent_id}"))["ok"]
+    await bus.broadcast(f"agent:{agent_id}", {"n": 1})  # right after the reply
+    for n in range(2, 6):  # waiting for the connection while it changes topics
+        await bus.broadcast(f"agent:{agent_id}", {"n": n})
+    assert (await request(2, type="subscribe", topic=case_topic))["ok"]
+    await bus.broadcast(case_topic, {"n": 6})
+    assert (await request(3, type="unsubscribe", topic=f"agent:{agent_id}"))["ok"]
+    await bus.broadcast(f"agent:{agent_id}", {"n": 8})  # no longer followed
+    await bus.broadcast(case_topic, {"n": 9})
+    while len(events) < 7:
+        got = await ws.receive_json(timeout=5)
+        assert got["type"] == "event"
+        events.append(got["data"]["n"])
+    assert events == [1, 2, 3, 4, 5, 6, 9]
     await ws.close()
 
 
