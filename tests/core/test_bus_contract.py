@@ -98,6 +98,18 @@ async def test_a_listener_changes_channels_without_losing_what_it_keeps(bus: Eve
         assert await sub.get(timeout=0.1) is None
 
 
+async def test_a_listener_changes_channels_while_a_task_waits_on_it(bus: EventBus):
+    """The web socket's pump waits in get() while a request changes the topics."""
+    async with bus.listen("case:1") as sub:
+        waiting = asyncio.ensure_future(sub.get(timeout=3))
+        await asyncio.sleep(0.05)
+        await sub.update("case:1", "case:2")
+        await asyncio.sleep(0.05)
+        await bus.broadcast("case:2", {"n": 1})
+        message = await waiting
+        assert message is not None and (message.topic, message.data) == ("case:2", {"n": 1})
+
+
 async def test_a_listener_may_start_on_nothing(bus: EventBus):
     async with bus.listen() as sub:
         assert await sub.get(timeout=0.1) is None
