@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import random
 import socket
 import statistics
@@ -23,6 +22,7 @@ import sys
 import time
 from collections import Counter, deque
 
+from bench.cpu import process_cpu
 from dialer.ami_client import AmiClient
 from dialer.call_control import AMD_CONTEXT, CallControl
 from dialer.call_state import CallConnected, CallEnded, CallPhase, LiveAnswer
@@ -36,17 +36,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def process_cpu(pid: int) -> float:
-    """User+system CPU seconds of a child process (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -26,12 +26,11 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from bench.cpu import cluster_cpu, process_cpu
 from bench.dialer.common import (
     build_campaign,
     ms,
-    postgres_cpu,
     private_postgres,
-    process_cpu,
     running_engine,
     start_simulator,
 )
@@ -72,7 +71,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         try:
             rss_before = rss_mib()
-            cpu0, pg0, sim0 = time.process_time(), postgres_cpu(datadir), process_cpu(sim.pid)
+            cpu0, pg0, sim0 = time.process_time(), cluster_cpu(datadir), process_cpu(sim.pid)
             t0, v0 = loop.time(), clock.monotonic()
             probe = loop.create_task(lag_probe())
             async with running_engine(
@@ -92,7 +91,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 real = loop.time() - t0
                 cpu = time.process_time() - cpu0
                 # Before the pool closes: its backends' CPU goes with them.
-                pg = postgres_cpu(datadir) - pg0
+                pg = cluster_cpu(datadir) - pg0
                 counters = replace(engine.counters, live_to_redirect=[])
                 stopping = loop.time()
             # Leaving the block stops the engine and writes out what the ledger still holds.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -55,36 +54,6 @@ def ms(values: list[float]) -> dict[str, float | int]:
         "p99": round(percentile(values, 0.99) * 1000, 3),
         "max": round(max(values) * 1000, 3),
     }
-
-
-def process_cpu(pid: int) -> float:
-    """User+system CPU seconds of another process (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def postgres_cpu(datadir: Path) -> float:
-    """CPU seconds of a cluster's postmaster and its live backends."""
-    try:
-        postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
-    total = process_cpu(postmaster)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 @contextlib.contextmanager

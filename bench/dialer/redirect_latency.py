@@ -34,13 +34,12 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.cpu import cluster_cpu, process_cpu
 from bench.dialer.common import (
     Dialer,
     build_campaign,
     ms,
-    postgres_cpu,
     private_postgres,
-    process_cpu,
     running_engine,
     start_simulator,
 )
@@ -189,7 +188,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     samples.clear()
                 engine.counters.live_to_redirect.clear()
                 before = {k: getattr(engine.counters, k) for k in ("dialed", "live", "abandoned")}
-                cpu0, pg0, sim0 = time.process_time(), postgres_cpu(datadir), process_cpu(sim.pid)
+                cpu0, pg0, sim0 = time.process_time(), cluster_cpu(datadir), process_cpu(sim.pid)
                 t0 = loop.time()
                 up: list[int] = []
                 states: Counter[str] = Counter()
@@ -199,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     states.update(s.state.value for s in dialer.desk.sessions.values())
                 elapsed = loop.time() - t0
                 cpu = time.process_time() - cpu0
-                pg = postgres_cpu(datadir) - pg0
+                pg = cluster_cpu(datadir) - pg0
                 sim_cpu = process_cpu(sim.pid) - sim0
                 counters = engine.counters
                 done = {

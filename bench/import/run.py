@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import resource
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
+from bench.cpu import cluster_cpu
 from core import db
 from core.embedded_pg import EmbeddedPostgres, free_port
 from core.identity import SYSTEM
@@ -80,27 +80,6 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             )
 
 
-def _ticks(pid: int, children: bool) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # utime, stime (and cutime, cstime: the exited children the process has waited for).
-    return sum(int(f) for f in fields[11 : 15 if children else 13])
-
-
-def server_cpu_seconds(datadir: Path) -> float:
-    """CPU time of the cluster: the postmaster, its live children and the exited ones."""
-    postmaster = int((datadir / "postmaster.pid").read_text().split()[0])
-    ticks = _ticks(postmaster, children=True)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-                    ticks += _ticks(int(entry.name), children=False)
-            except (OSError, ValueError):
-                continue
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
@@ -126,7 +105,7 @@ async def _measured(
 ) -> None:  # fmt: skip
     own0 = _cpu(resource.getrusage(resource.RUSAGE_SELF))
     workers0 = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
-    server0 = server_cpu_seconds(datadir)
+    server0 = cluster_cpu(datadir)
     started = time.perf_counter()
     read_until = [started]
 
@@ -138,7 +117,7 @@ async def _measured(
         skip_row_triggers=not triggers,
     )  # fmt: skip
     took = time.perf_counter() - started
-    server = server_cpu_seconds(datadir) - server0
+    server = cluster_cpu(datadir) - server0
     own = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - own0
     # The worker processes have exited (and been waited for) when the import returns.
     in_workers = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - workers0
