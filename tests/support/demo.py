@@ -43,7 +43,14 @@ async def running_demo(data_dir: Path, port: int, *extra: str) -> AsyncIterator[
         yield output
     finally:
         proc.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(proc.wait(), 60)
+        try:
+            code = await asyncio.wait_for(proc.wait(), 60)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(
+                "the demo did not stop within 60 s of Ctrl-C:\n" + "".join(output[-40:])
+            ) from None
         if drainer is not None:
             await asyncio.wait_for(drainer, 10)
     assert code == 0, "".join(output[-40:])
