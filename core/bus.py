@@ -119,8 +119,12 @@ class _QueueSubscription(Subscription):
             yield await self.queue.get()
 
     async def get(self, timeout: float | None = None) -> Message | None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result instead
+        # of raising when a cancellation arrives as the awaited call completes, so a task
+        # cancelled at that instant kept running (and whoever awaited it, forever).
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
         except TimeoutError:
             return None
 
@@ -186,8 +190,11 @@ class InProcessBus(EventBus):
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
+                # Not wait_for (see _QueueSubscription.get): a reader cancelled as a
+                # message arrived went on reading, and `LiveStats.stop()` waited forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
                 out = self._take(topic, group, consumer, count)
         return out
 

@@ -127,7 +127,9 @@ class Actions:
         timeout_ms = action.get("Timeout")
         timeout = int(timeout_ms) / 1000 if timeout_ms.isdigit() else self.default_originate_timeout
         try:
-            answered = await asyncio.wait_for(asyncio.shield(one.answered), pbx.clock.real(timeout))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            async with asyncio.timeout(pbx.clock.real(timeout)):
+                answered = await asyncio.shield(one.answered)
         except TimeoutError:
             dialplan.ring_timeout(one, 19)
             answered = False

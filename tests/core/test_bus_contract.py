@@ -130,3 +130,44 @@ async def test_joining_at_the_end_skips_history_and_pending(bus: EventBus):
     await bus.join_at_end("calls", "fresh")
     await bus.publish("calls", {"n": 3})
     assert [m.data["n"] for m in await bus.read("calls", "fresh", "c")] == [3]
+
+
+async def _cancelled_around_arrival(start, deliver) -> None:
+    """Cancel a waiting task at every loop turn around the arrival of what it waits for:
+    once cancel() is accepted, the task must end cancelled (Python 3.11's wait_for returned
+    the result instead when both happened in the same turn, and the task ran on)."""
+    for turns in range(8):
+        task = asyncio.ensure_future(start())
+        await asyncio.sleep(0.05)  # waiting now
+        await deliver(turns)
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        accepted = task.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 2)
+        except asyncio.CancelledError:
+            pass
+        if accepted:
+            assert task.cancelled(), f"cancelled {turns} loop turns after the arrival, it went on"
+
+
+async def test_a_reader_cancelled_as_a_message_arrives_stops(bus: EventBus):
+    async def read() -> object:
+        return await bus.read("race", "g", "c", block=5.0)
+
+    async def deliver(n: int) -> None:
+        await bus.publish("race", {"n": n})
+
+    await _cancelled_around_arrival(read, deliver)
+
+
+async def test_a_listener_cancelled_as_a_message_arrives_stops(bus: EventBus):
+    async with bus.listen("race") as sub:
+
+        async def get() -> object:
+            return await sub.get(timeout=5.0)
+
+        async def deliver(n: int) -> None:
+            await bus.broadcast("race", {"n": n})
+
+        await _cancelled_around_arrival(get, deliver)
