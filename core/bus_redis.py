@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -29,25 +30,61 @@ def _split(patterns: tuple[str, ...]) -> tuple[set[str], set[str]]:
 
 
 class _PubSubSubscription(Subscription):
+    """One pub/sub connection. Whoever reads it (a get(), or an update() or listen()
+    waiting for Redis to confirm new channels) holds `_reader`; what it reads goes to the
+    buffer, so a message that arrives while confirmations are awaited is kept, not lost."""
+
     def __init__(self, pubsub: aioredis.client.PubSub, patterns: tuple[str, ...]):
         self.pubsub = pubsub
         self.exact, self.globs = _split(patterns)
         self.connected = bool(self.exact or self.globs)  # the pubsub has its connection
+        self._buffer: deque[Message] = deque()
+        self._unconfirmed = len(self.exact) + len(self.globs)
+        self._reader = asyncio.Lock()
 
     async def update(self, *patterns: str) -> None:
-        # Same connection: what Redis already sends on channels kept keeps coming. The
-        # confirmations are read (and skipped) by get().
+        # Same connection: what Redis already sends on channels kept keeps coming. Returns
+        # once Redis has confirmed the new channels, so a broadcast sent after it is seen.
         exact, globs = _split(patterns)
-        if exact - self.exact:
-            await self.pubsub.subscribe(*(exact - self.exact))
-        if globs - self.globs:
-            await self.pubsub.psubscribe(*(globs - self.globs))
+        added_exact, added_globs = exact - self.exact, globs - self.globs
+        # Counted before sending: a get() in another task may read the confirmation first.
+        self._unconfirmed += len(added_exact) + len(added_globs)
+        if added_exact:
+            await self.pubsub.subscribe(*added_exact)
+        if added_globs:
+            await self.pubsub.psubscribe(*added_globs)
         if self.exact - exact:
             await self.pubsub.unsubscribe(*(self.exact - exact))
         if self.globs - globs:
             await self.pubsub.punsubscribe(*(self.globs - globs))
         self.connected = self.connected or bool(exact or globs)
         self.exact, self.globs = exact, globs
+        await self.confirmed()
+
+    async def confirmed(self, timeout: float = 2.0) -> None:
+        """Wait until Redis has confirmed every channel subscribed so far."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._unconfirmed > 0:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ConnectionError("Redis did not confirm the subscription")
+            async with self._reader:
+                if self._unconfirmed > 0:
+                    await self._read_one(min(remaining, 0.25))
+
+    async def _read_one(self, timeout: float) -> None:
+        raw = await self.pubsub.get_message(timeout=timeout)
+        if raw is None:
+            return
+        if raw.get("type") in {"subscribe", "psubscribe"}:
+            # (After a reconnect redis-py subscribes again: those confirmations count for
+            # nothing.)
+            self._unconfirmed = max(0, self._unconfirmed - 1)
+            return
+        message = self._to_message(raw)
+        if message is not None:
+            self._buffer.append(message)
 
     def _to_message(self, raw: dict[str, Any]) -> Message | None:
         if raw.get("type") not in {"message", "pmessage"}:
@@ -65,6 +102,8 @@ class _PubSubSubscription(Subscription):
                 yield message
 
     async def get(self, timeout: float | None = None) -> Message | None:
+        if self._buffer:
+            return self._buffer.popleft()
         if not self.connected:  # listening on nothing yet: nothing can come
             await asyncio.sleep(1.0 if timeout is None else timeout)
             return None
@@ -72,12 +111,12 @@ class _PubSubSubscription(Subscription):
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             wait = 1.0 if deadline is None else max(0.0, deadline - loop.time())
-            raw = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-            if raw is not None:
-                message = self._to_message(raw)
-                if message is not None:
-                    return message
-            elif deadline is not None and loop.time() >= deadline:
+            async with self._reader:
+                if not self._buffer:
+                    await self._read_one(wait)
+            if self._buffer:
+                return self._buffer.popleft()
+            if deadline is not None and loop.time() >= deadline:
                 return None
 
 
@@ -164,15 +203,11 @@ class RedisBus(EventBus):
                 await pubsub.subscribe(*exact)
             if globs:
                 await pubsub.psubscribe(*globs)
-            # Wait for Redis to confirm, so a broadcast sent right after listen() is seen.
-            confirmed = 0
-            while confirmed < len(exact) + len(globs):
-                raw = await pubsub.get_message(timeout=2.0)
-                if raw is None:
-                    raise ConnectionError("Redis did not confirm the subscription")
-                if raw["type"] in {"subscribe", "psubscribe"}:
-                    confirmed += 1
-            yield _PubSubSubscription(pubsub, patterns)
+            subscription = _PubSubSubscription(pubsub, patterns)
+            # Confirmed before it is handed out, so a broadcast sent right after listen()
+            # is seen (and one that arrived meanwhile is kept).
+            await subscription.confirmed()
+            yield subscription
         finally:
             await pubsub.aclose()
 

@@ -171,3 +171,17 @@ async def test_a_listener_cancelled_as_a_message_arrives_stops(bus: EventBus):
             await bus.broadcast("race", {"n": n})
 
         await _cancelled_around_arrival(get, deliver)
+
+
+async def test_a_channel_added_by_update_hears_a_broadcast_sent_right_after(bus: EventBus):
+    """update() returns once the new channel is live (Redis confirms it), whether or not
+    another task is waiting in get() on the same listener."""
+    async with bus.listen("base") as sub:
+        for n in range(60):
+            waiting = asyncio.ensure_future(sub.get(timeout=3)) if n % 2 else None
+            await asyncio.sleep(0)
+            await sub.update("base", f"added-{n}")
+            await bus.broadcast(f"added-{n}", {"n": n})
+            message = await waiting if waiting is not None else await sub.get(timeout=3)
+            assert message is not None and message.data == {"n": n}, n
+            await sub.update("base")
