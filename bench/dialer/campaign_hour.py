@@ -22,6 +22,7 @@ import asyncio
 import json
 import resource
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -81,14 +82,23 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 up: list[int] = []
                 backlog: list[int] = []
                 states: Counter[str] = Counter()
+                rss_every_5: list[float] = []
+                traced: tracemalloc.Snapshot | None = None
                 while clock.monotonic() - v0 < args.minutes * 60:
                     await asyncio.sleep(1.0)
+                    elapsed = clock.monotonic() - v0
+                    if elapsed >= 300 * (len(rss_every_5) + 1):
+                        rss_every_5.append(round(rss_mib(), 1))
+                    if args.trace_memory and traced is None and elapsed >= args.trace_memory * 60:
+                        tracemalloc.start(5)
+                        traced = tracemalloc.take_snapshot()
                     up.append(len(engine.live))
                     # Ledger writes queued behind the hot path (one writer task, in order).
                     backlog.append(engine.ledger._queue.qsize())
                     states.update(s.state.value for s in dialer.desk.sessions.values())
                 virtual = clock.monotonic() - v0
                 real = loop.time() - t0
+                growth = _growth(traced) if traced is not None else None
                 cpu = time.process_time() - cpu0
                 # Before the pool closes: its backends' CPU goes with them.
                 pg = cluster_cpu(datadir) - pg0
@@ -136,9 +146,31 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "engine_cpu_share_of_one_core": round(cpu / real, 3),
         "engine_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "engine_rss_mib_before_after": [round(rss_before, 1), round(rss_mib(), 1)],
+        "engine_rss_mib_every_5_virtual_minutes": rss_every_5,
+        "python_heap_growth_after_tracing_started": growth,
         "postgres_cpu_seconds": round(pg, 1),
         "simulator_cpu_seconds": round(sim_cpu, 1),
     }
+
+
+def _growth(before: tracemalloc.Snapshot, top: int = 12) -> dict[str, object]:
+    """Where the Python heap grew since `before`: total, and the largest growths by the
+    allocating line (with the nearest frame in this project)."""
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    noise = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    diffs = after.filter_traces(noise).compare_to(before.filter_traces(noise), "traceback")
+    out: list[str] = []
+    for diff in sorted(diffs, key=lambda d: d.size_diff, reverse=True)[:top]:
+        frames = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in diff.traceback]
+        ours = next((f for f in diff.traceback if "site-packages" not in f.filename
+                     and "/lib/python3" not in f.filename), diff.traceback[0])  # fmt: skip
+        out.append(
+            f"{diff.size_diff / 2**20:+.2f} MiB in {diff.count_diff:+,} blocks: "
+            f"{ours.filename.rsplit('/', 2)[-1]}:{ours.lineno} (at {frames[0]})"
+        )
+    total = sum(d.size_diff for d in diffs)
+    return {"total_mib": round(total / 2**20, 2), "largest": out}
 
 
 def main() -> None:
@@ -148,6 +180,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=10.0, help="virtual seconds per second")
     parser.add_argument("--wrap", type=float, default=10.0, help="wrap-up limit, seconds")
     parser.add_argument("--leads", type=int, default=60_000)
+    parser.add_argument(
+        "--trace-memory", type=float, default=0.0, metavar="MINUTES",
+        help="trace Python allocations from this virtual minute on and report the growth",
+    )  # fmt: skip
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
 
