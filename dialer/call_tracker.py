@@ -93,7 +93,7 @@ class CallTracker:
         if ref.attempt:
             if is_inbound_key(ref.attempt):
                 return None  # an inbound call: `dialer.inbound_calls` follows it
-            self._by_uniqueid.setdefault(ref.uniqueid, ref.attempt)
+            self._index(ref.uniqueid, ref.attempt)
             return ref.attempt
         return self._from_uniqueid(ref.uniqueid)
 
@@ -103,8 +103,14 @@ class CallTracker:
             return known
         attempt_id = attempt_of_uniqueid(uniqueid)
         if attempt_id is not None:
-            self._by_uniqueid[uniqueid] = attempt_id
+            self._index(uniqueid, attempt_id)
         return attempt_id
+
+    def _index(self, uniqueid: str, attempt_id: str) -> None:
+        # Not for a finished call: Asterisk sends some events after the hangup, and
+        # indexing their channels again would keep an entry for every call ever made.
+        if attempt_id not in self.finished:
+            self._by_uniqueid.setdefault(uniqueid, attempt_id)
 
     def _adopt(self, attempt_id: str) -> CallAttempt:
         channel_id = f"att-{attempt_id}"

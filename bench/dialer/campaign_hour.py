@@ -99,6 +99,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 virtual = clock.monotonic() - v0
                 real = loop.time() - t0
                 growth = _growth(traced) if traced is not None else None
+                tracker = dialer.calls.tracker
+                # What the engine keeps per call, to tell a bound from a leak.
+                kept = {
+                    "tracker_calls_up": len(tracker.calls),
+                    "tracker_finished": len(tracker.finished),
+                    "tracker_channel_index": len(tracker._by_uniqueid),
+                    "engine_live_calls": len(engine.live),
+                    "switchboard_waiting": len(engine.board.waiting),
+                }
                 cpu = time.process_time() - cpu0
                 # Before the pool closes: its backends' CPU goes with them.
                 pg = cluster_cpu(datadir) - pg0
@@ -148,6 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "engine_rss_mib_before_after": [round(rss_before, 1), round(rss_mib(), 1)],
         "engine_rss_mib_every_5_virtual_minutes": rss_every_5,
         "python_heap_growth_after_tracing_started": growth,
+        "kept_at_the_end": kept,
         "postgres_cpu_seconds": round(pg, 1),
         "simulator_cpu_seconds": round(sim_cpu, 1),
     }

@@ -93,6 +93,18 @@ def test_joining_mid_stream_never_crashes_and_ends_every_call_it_sees(name: str)
         assert {n[1] for n in ended} <= {n[1] for n in expected_ends}
 
 
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_finished_call_leaves_nothing_in_the_channel_index(name: str) -> None:
+    """The index from channel to attempt holds live calls only: events that arrive after
+    a call ended (Asterisk sends some) must not put its channels back, or a node that runs
+    for months grows by every call it ever made."""
+    tracker = CallTracker()
+    for recorded in inbound(name):
+        tracker.feed_message(recorded.message, recorded.t)
+    assert not tracker.calls
+    assert tracker._by_uniqueid == {}
+
+
 def test_timings_follow_the_recorded_clock() -> None:
     tracker = CallTracker()
     for recorded in inbound("amd"):
