@@ -130,13 +130,21 @@ class _QueueSubscription(Subscription):
 
 
 class InProcessBus(EventBus):
-    """Single-process bus. Topics keep up to `maxlen` messages, like a capped stream."""
+    """Single-process bus. A topic keeps what some group has yet to read or acknowledge,
+    up to `maxlen` messages like a capped stream, and of what every group has consumed
+    only the newest `history` (what a group created later starts from). Every consumer
+    lives in this process, so keeping more would only hold memory: a node's topics see a
+    few messages per call, each with its activity's body, for months."""
 
-    def __init__(self, maxlen: int = 100_000):
+    def __init__(self, maxlen: int = 100_000, history: int = 1_000):
+        if history < 0 or maxlen < 1:
+            raise ValueError("maxlen must be positive and history not negative")
         self.maxlen = maxlen
+        self.history = min(history, maxlen)
         self._logs: dict[str, list[Message]] = defaultdict(list)
         self._offsets: dict[str, int] = defaultdict(int)  # messages trimmed off each log
         self._groups: dict[tuple[str, str], _Group] = {}
+        self._since_trim: dict[str, int] = defaultdict(int)
         self._seq = itertools.count(1)
         self._changed = asyncio.Condition()
         self._listeners: list[_QueueSubscription] = []
@@ -146,12 +154,39 @@ class InProcessBus(EventBus):
         log = self._logs[topic]
         log.append(message)
         if len(log) > self.maxlen:
-            drop = len(log) - self.maxlen
-            del log[:drop]
-            self._offsets[topic] += drop
+            self._drop(topic, len(log) - self.maxlen)
+        self._since_trim[topic] += 1
+        # Amortized: the consumed prefix is looked for every `history` messages or so.
+        if len(log) > self.history and self._since_trim[topic] > max(self.history, 64):
+            self._trim(topic)
         async with self._changed:
             self._changed.notify_all()
         return message.id
+
+    def retained(self, topic: str) -> int:
+        """Messages the topic holds now."""
+        return len(self._logs.get(topic, ()))
+
+    def _drop(self, topic: str, count: int) -> None:
+        del self._logs[topic][:count]
+        self._offsets[topic] += count
+
+    def _trim(self, topic: str) -> None:
+        """Drop what every group has read and acknowledged, but the newest `history`."""
+        self._since_trim[topic] = 0
+        offset, log = self._offsets[topic], self._logs[topic]
+        end = offset + len(log)
+        needed = end  # the first message some group has not consumed
+        for (name, _group), state in self._groups.items():
+            if name != topic:
+                continue
+            needed = min(needed, state.next_index)
+            for pending in state.pending.values():
+                if pending:
+                    needed = min(needed, min(pending.values()))
+        keep_from = min(needed, end - self.history)
+        if keep_from > offset:
+            self._drop(topic, keep_from - offset)
 
     def _take(self, topic: str, group: str, consumer: str, count: int) -> list[Message]:
         state = self._groups.setdefault((topic, group), _Group())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import resource
 import time
@@ -84,11 +85,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 states: Counter[str] = Counter()
                 rss_every_5: list[float] = []
                 traced: tracemalloc.Snapshot | None = None
+                counted: Counter[str] | None = None
                 while clock.monotonic() - v0 < args.minutes * 60:
                     await asyncio.sleep(1.0)
                     elapsed = clock.monotonic() - v0
                     if elapsed >= 300 * (len(rss_every_5) + 1):
                         rss_every_5.append(round(rss_mib(), 1))
+                    if args.trace_memory and counted is None and elapsed >= args.trace_memory * 60:
+                        counted = _object_counts()
                     if args.trace_memory and traced is None and elapsed >= args.trace_memory * 60:
                         tracemalloc.start(5)
                         traced = tracemalloc.take_snapshot()
@@ -99,6 +103,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 virtual = clock.monotonic() - v0
                 real = loop.time() - t0
                 growth = _growth(traced) if traced is not None else None
+                if counted is not None and growth is not None:
+                    now_counted = _object_counts()
+                    growth["objects"] = [
+                        f"{name} {now_counted[name] - counted[name]:+,}"
+                        for name in sorted(now_counted, key=lambda n: counted[n] - now_counted[n])[
+                            :12
+                        ]
+                    ]
                 tracker = dialer.calls.tracker
                 # What the engine keeps per call, to tell a bound from a leak.
                 kept = {
@@ -161,6 +173,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "postgres_cpu_seconds": round(pg, 1),
         "simulator_cpu_seconds": round(sim_cpu, 1),
     }
+
+
+def _object_counts() -> Counter[str]:
+    """Live objects the garbage collector tracks, by type."""
+    gc.collect()
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
 
 
 def _growth(before: tracemalloc.Snapshot, top: int = 12) -> dict[str, object]:
