@@ -91,7 +91,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     elapsed = clock.monotonic() - v0
                     if elapsed >= 300 * (len(rss_every_5) + 1):
                         rss_every_5.append(round(rss_mib(), 1))
-                    if args.trace_memory and counted is None and elapsed >= args.trace_memory * 60:
+                    if (
+                        args.count_objects
+                        and counted is None
+                        and elapsed >= args.count_objects * 60
+                    ):
                         counted = _object_counts()
                     if args.trace_memory and traced is None and elapsed >= args.trace_memory * 60:
                         tracemalloc.start(5)
@@ -103,14 +107,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 virtual = clock.monotonic() - v0
                 real = loop.time() - t0
                 growth = _growth(traced) if traced is not None else None
-                if counted is not None and growth is not None:
+                objects = None
+                if counted is not None:
                     now_counted = _object_counts()
-                    growth["objects"] = [
-                        f"{name} {now_counted[name] - counted[name]:+,}"
-                        for name in sorted(now_counted, key=lambda n: counted[n] - now_counted[n])[
-                            :12
-                        ]
-                    ]
+                    gained = sorted(now_counted, key=lambda n: counted[n] - now_counted[n])
+                    objects = [f"{n} {now_counted[n] - counted[n]:+,}" for n in gained[:12]]
                 tracker = dialer.calls.tracker
                 # What the engine keeps per call, to tell a bound from a leak.
                 kept = {
@@ -170,6 +171,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "engine_rss_mib_every_5_virtual_minutes": rss_every_5,
         "python_heap_growth_after_tracing_started": growth,
         "kept_at_the_end": kept,
+        "objects_gained_after_counting_started": objects,
         "postgres_cpu_seconds": round(pg, 1),
         "simulator_cpu_seconds": round(sim_cpu, 1),
     }
@@ -211,6 +213,10 @@ def main() -> None:
     parser.add_argument(
         "--trace-memory", type=float, default=0.0, metavar="MINUTES",
         help="trace Python allocations from this virtual minute on and report the growth",
+    )  # fmt: skip
+    parser.add_argument(
+        "--count-objects", type=float, default=0.0, metavar="MINUTES",
+        help="count live objects by type at this virtual minute and at the end",
     )  # fmt: skip
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args)), indent=2))
