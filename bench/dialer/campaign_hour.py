@@ -32,10 +32,10 @@ from bench.cpu import cluster_cpu, process_cpu
 from bench.dialer.common import (
     build_campaign,
     ms,
-    private_postgres,
     running_engine,
     start_simulator,
 )
+from bench.postgres import private_postgres
 from core import db
 from core.embedded_pg import free_port
 from dialer.campaigns import DialMode

@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as dtime
-from pathlib import Path
-from tempfile import TemporaryDirectory
 
 import asyncpg
 
 from core import db
 from core.bus import InProcessBus
-from core.embedded_pg import EmbeddedPostgres, free_port
 from core.identity import SYSTEM, Role
 from core.users import hash_password
 from dialer.agent_desk import AgentDesk
@@ -54,19 +51,6 @@ def ms(values: list[float]) -> dict[str, float | int]:
         "p99": round(percentile(values, 0.99) * 1000, 3),
         "max": round(max(values) * 1000, 3),
     }
-
-
-@contextlib.contextmanager
-def private_postgres() -> Iterator[tuple[str, Path]]:
-    """A throwaway cluster (no fsync): its URL and data directory."""
-    with TemporaryDirectory() as tmp:
-        datadir = Path(tmp) / "pg"
-        server = EmbeddedPostgres(datadir, free_port(), fast=True)
-        server.start()
-        try:
-            yield server.url, datadir
-        finally:
-            server.stop()
 
 
 async def build_campaign(

@@ -39,10 +39,10 @@ from bench.dialer.common import (
     Dialer,
     build_campaign,
     ms,
-    private_postgres,
     running_engine,
     start_simulator,
 )
+from bench.postgres import private_postgres
 from core.embedded_pg import free_port
 from dialer.agents import AgentSession, AgentState
 from dialer.ami_api import ReceivedEvent, StreamItem

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import asyncpg
 
 from bench.cpu import process_cpu
+from bench.postgres import private_postgres
 from core import db
-from core.embedded_pg import EmbeddedPostgres, free_port
 
 ZONE = "Europe/Rome"
 PHONE_COLUMNS = ["debtor_id", "e164", "kind", "source", "time_zones", "position"]
@@ -139,13 +137,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=500_000, help="cases (two phones each)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "pg", free_port())
-        server.start()
-        try:
-            asyncio.run(run(server.url, args.rows))
-        finally:
-            server.stop()
+    with private_postgres(fast=False) as (url, _datadir):  # fsync on, as the import runs
+        asyncio.run(run(url, args.rows))
 
 
 if __name__ == "__main__":
