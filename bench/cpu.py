@@ -4,6 +4,7 @@ shared, so they report what each part of a run cost rather than only wall times.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -39,3 +40,17 @@ def cluster_cpu(datadir: Path) -> float:
             except (OSError, ValueError):
                 continue
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def reference_ms(repeat: int = 7) -> float:
+    """Best-of time in milliseconds of a fixed pure-Python loop (`sum(range(10**6))`).
+
+    The VM's speed varies from day to day by a factor of two or more for the same code;
+    the benchmarks print this next to their figures so that runs on different days can
+    be compared (lower is faster)."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        sum(range(10**6))
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000

@@ -27,11 +27,16 @@ class EmbeddedPostgresError(RuntimeError):
 # WAL and touch indexes much larger than 128 MB). A larger buffer pool keeps the indexes
 # being filled in memory instead of the import's own backend writing pages out, and room
 # for more WAL between checkpoints spares the repeated full-page images a checkpoint
-# forces. Memory for shared_buffers is only taken as pages are used.
+# forces. With WAL buffers larger than the automatic 16 MB the WAL writer writes the WAL
+# out and creates its new segment files in the background; with 16 MB the import's own
+# backend kept finding the buffers full and did it itself, about a sixth of its time
+# (a million-row import: 55-58 s -> 45-50 s). The 64 MB of WAL buffers are taken at
+# start; memory for shared_buffers only as pages are used.
 BULK_SETTINGS = (
     ("shared_buffers", "512MB"),
     ("max_wal_size", "4GB"),
     ("checkpoint_timeout", "15min"),
+    ("wal_buffers", "64MB"),
 )
 
 

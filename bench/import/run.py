@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.cpu import cluster_cpu
+from bench.cpu import cluster_cpu, reference_ms
 from core import db
 from core.embedded_pg import EmbeddedPostgres, free_port
 from core.identity import SYSTEM
@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--again", action="store_true", help="then import the same file again")
     args = parser.parse_args()
     settings = load_settings(environ={})
+    print(f"machine speed: sum(range(10**6)) in {reference_ms():.1f} ms (lower is faster)")
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
         data, mapping = tmpdir / "portfolio.csv", tmpdir / "mapping.toml"
