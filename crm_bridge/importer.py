@@ -15,7 +15,6 @@ to a rejects file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import hashlib
 import os
@@ -29,6 +28,7 @@ import asyncpg
 
 from core import audit
 from core.identity import Actor, Role
+from core.tasks import cancel_and_wait
 from crm_bridge.import_rows import STAGE_FIELDS, RowError, stage_chunk, stage_columns
 from crm_bridge.import_sources import ImportError_, Source, open_sources
 from crm_bridge.mapping import MappingError, PortfolioMapping
@@ -450,9 +450,7 @@ async def import_portfolio(
                 await applier
             finally:
                 if not applier.done():
-                    applier.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await applier
+                    await cancel_and_wait(applier)
             if result.rejected and not accept_valid:
                 result.imported = 0
                 raise ImportRejected(result)

@@ -8,7 +8,6 @@ to the state log and the audit log and published on the bus by one writer task, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -21,6 +20,7 @@ from core import audit
 from core.bus import EventBus
 from core.clock import Clock
 from core.identity import Actor, PermissionDenied, Role
+from core.tasks import cancel_and_wait
 from dialer.agents import DEFAULT_PAUSE_REASONS, AgentSession, AgentState, AgentStateError
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,7 @@ class AgentDesk:
 
     async def stop(self) -> None:
         await self._queue.join()
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await cancel_and_wait(self._writer)
 
     def session(self, agent_id: int) -> AgentSession:
         return self.sessions.get(agent_id) or AgentSession(agent_id)

@@ -10,7 +10,6 @@ disposition decides), the phone's last outcome and the call activity on the case
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import asyncpg
 
 from core.activity import Activity, ActivityKind, Channel, Direction, NewActivity, announce, append
 from core.bus import EventBus
+from core.tasks import cancel_and_wait
 from dialer.campaigns import Campaign
 from dialer.leads import ClaimedLead, finish_attempt
 from dialer.retry import AttemptOutcome
@@ -95,10 +95,7 @@ class AttemptLedger:
 
     async def stop(self) -> None:
         await self.drain()
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await cancel_and_wait(self._writer)
 
     async def _write_loop(self) -> None:
         while True:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from core.tasks import cancel_and_wait
 from dialer.ami_client import (
     AmiActionFailed,
     AmiClient,
@@ -84,13 +85,8 @@ class CallControl:
         return self.tracker.active + self.inbound.active
 
     async def stop(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            try:
-                await self._pump
-            except asyncio.CancelledError:
-                pass
-            self._pump = None
+        await cancel_and_wait(self._pump)
+        self._pump = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -29,6 +29,7 @@ import asyncpg
 from core.bus import EventBus
 from core.clock import Clock
 from core.identity import SYSTEM
+from core.tasks import cancel_and_wait
 from dialer.agent_desk import AgentDesk
 from dialer.agent_dialing import MANUAL_WINDOW, AgentDialer
 from dialer.agents import AgentSession, AgentState, AgentStateError
@@ -176,11 +177,7 @@ class CampaignEngine:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         await self.ledger.stop()
 
     async def add_campaign(self, campaign_id: int) -> Campaign:

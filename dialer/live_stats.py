@@ -10,7 +10,6 @@ Every node keeps its own counters (its own consumer group), so any node can answ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ import asyncpg
 
 from core.bus import EventBus
 from core.clock import Clock
+from core.tasks import cancel_and_wait
 from dialer.attempts import CALLS_TOPIC
 from dialer.compliance import profile
 from dialer.stats import CampaignStats, Tally, rebuild, tallies_for_attempt
@@ -145,11 +145,7 @@ class LiveStats:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
     async def _consume(self) -> None:
         group = self.group

@@ -27,6 +27,7 @@ from aiohttp import WSMsgType, web
 
 from core.bus import Subscription
 from core.identity import PermissionDenied, Role
+from core.tasks import cancel_and_wait
 from core.users import User
 from web.auth import public, resolve_user
 from web.keys import BUS
@@ -219,9 +220,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                     }
                 )
     finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+        await cancel_and_wait(pump)
     return ws
 
 
