@@ -188,7 +188,7 @@ async def live_view(app: web.Application, header: list[str], campaign_id: int) -
             f"machines {engine.get('machines', 0)}  connects {engine.get('connected', 0)}  "
             f"abandons {engine.get('abandoned', 0)}  in flight {engine.get('in_flight', 0)}",
             f"abandon rate {stats.get('abandon_rate', 0.0) * 100:.2f}% of "
-            f"{window.get('live_answers', 0)} live answers (cap {stats.get('abandon_cap', 0.03) * 100:.0f}%)"
+            f"{window.get('live_answers', 0)} ended live answers (cap {stats.get('abandon_cap', 0.03) * 100:.0f}%)"
             f"   talk occupancy {occupancy:.0%}",
         ]
         inbound = engine.get("inbound")
