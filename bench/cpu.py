@@ -46,8 +46,8 @@ def reference_ms(repeat: int = 7) -> float:
     """Best-of time in milliseconds of a fixed pure-Python loop (`sum(range(10**6))`).
 
     The VM's speed varies from day to day by a factor of two or more for the same code;
-    the benchmarks print this next to their figures so that runs on different days can
-    be compared (lower is faster)."""
+    a benchmark prints this next to its figures (the import's does) so that runs on
+    different days can be compared (lower is faster)."""
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
