@@ -122,6 +122,32 @@ class AgentDesk:
                 log.exception("agent desk listener failed")
         return self.sessions[agent_id]
 
+    def restore(
+        self, actor: Actor, agent_id: int, state: AgentState, case_id: int, attempt_key: str
+    ) -> AgentSession:
+        """Put an agent back in the state a call adopted after a restart says it is in
+        (e.g. on a call that outlived the previous process), whatever the session held;
+        recorded and published like any change."""
+        from dataclasses import replace
+
+        before = self.session(agent_id)
+        after = replace(
+            before,
+            state=state,
+            since=self.clock.monotonic(),
+            pause_reason=None,
+            case_id=case_id,
+            attempt_key=attempt_key,
+        )
+        self.sessions[agent_id] = after
+        self._queue.put_nowait((actor, before, after, self.clock.now()))
+        for listener in self.listeners:
+            try:
+                listener(before, after)
+            except Exception:
+                log.exception("agent desk listener failed")
+        return after
+
     def assign_campaigns(self, agent_id: int, campaign_ids: frozenset[int]) -> None:
         """Which campaigns the agent takes calls for (not a state change)."""
         from dataclasses import replace

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -28,13 +28,21 @@ from core.identity import SYSTEM, Actor
 from dialer.agents import AgentSession, AgentState, AgentStateError
 from dialer.attempts import AttemptEnd
 from dialer.call_control import JOIN_AGENT_CONTEXT
-from dialer.call_notices import CallAnswered, CallConnected, CallEnded, CallNotice, CallOutcome
+from dialer.call_notices import (
+    CallAnswered,
+    CallConnected,
+    CallEnded,
+    CallNotice,
+    CallOutcome,
+    DialRefused,
+)
 from dialer.call_window import CallWindow
 from dialer.campaigns import Campaign
 from dialer.leads import ClaimedLead, claim_leads, skip_lead, zone_sets
 
 if TYPE_CHECKING:
     from dialer.engine import CampaignEngine
+    from dialer.recovery import UnendedAttempt
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,7 @@ class AgentCall:
     pause_reason: str | None
     started: float
     connected: float | None = None
+    agent_left_at: datetime | None = None
 
 
 @dataclass
@@ -171,6 +180,9 @@ class AgentDialer:
         )
         if not dialed and key in self.calls and not engine.calls.link_up:
             log.warning("manual call %s: the link dropped while dialing", key)
+        elif not dialed:
+            # Refused by Asterisk: the DialRefused notice puts the agent back; say why.
+            raise AgentDialError("Asterisk refused the call; try again in a moment")
         await engine.bus.broadcast(
             f"agent:{agent_id}",
             {"type": "screen_pop", "case_id": case_id, "attempt_key": key,
@@ -195,6 +207,16 @@ class AgentDialer:
                 engine.desk.change(SYSTEM, call.agent_id, AgentState.ON_CALL)
         elif isinstance(notice, CallEnded):
             await self._ended(call, notice)
+        elif isinstance(notice, DialRefused):
+            self.calls.pop(call.key, None)
+            engine.note_refusal()
+            engine.ledger.refused(call.key, notice.reason)
+            session = engine.desk.session(call.agent_id)
+            if session.state is AgentState.RESERVED:
+                with contextlib.suppress(AgentStateError):
+                    engine.desk.change(
+                        SYSTEM, call.agent_id, call.back_to, pause_reason=call.pause_reason
+                    )
 
     async def _ended(self, call: AgentCall, notice: CallEnded) -> None:
         engine = self.engine
@@ -211,16 +233,21 @@ class AgentDialer:
                     SYSTEM, call.agent_id, call.back_to, pause_reason=call.pause_reason
                 )
         now = engine.clock.monotonic()
-        campaign = None if call.campaign_id is None else engine.campaigns.get(call.campaign_id)
+        campaign = engine.campaign(call.campaign_id)
+        wall = engine.clock.now()
+        answered, _ = engine.wall_times(notice.timings, wall)
         engine.ledger.close(
             AttemptEnd(
                 call.key,
                 outcome.value,
-                engine.clock.now(),
+                wall,
                 hangup_cause=notice.far_cause or None,
                 agent_id=call.agent_id,
                 recording=f"{call.key}.wav" if call.connected is not None else None,
                 duration=None if call.connected is None else max(0.0, now - call.connected),
+                answered_at=answered,
+                agent_left_at=call.agent_left_at,
+                source="reconciled" if notice.reconciled else "events",
             ),
             campaign,
         )
@@ -263,14 +290,47 @@ class AgentDialer:
             )  # fmt: skip
         return len(leads)
 
-    async def agent_left(self, agent_id: int) -> None:
-        """The agent logged out with a preview on screen: the lead goes back."""
+    async def agent_left(self, agent_id: int, back_to_ready: bool = False) -> None:
+        """The agent logged out with a preview on screen, or its campaign stopped (then
+        the agent is made ready again): the lead goes back, its counters as before."""
         offer = self.offers.pop(agent_id, None)
         if offer is None:
             return
         engine = self.engine
         async with engine.pool.acquire() as conn:
             await skip_lead(conn, engine.settings.node, offer.lead.id, engine.clock.now())
+        if back_to_ready and engine.desk.session(agent_id).state is AgentState.RESERVED:
+            with contextlib.suppress(AgentStateError):
+                engine.desk.change(SYSTEM, agent_id, AgentState.READY)
+
+    # --- recovery and the agent's leg --------------------------------------------------------
+
+    def calls_of(self, agent_id: int) -> list[tuple[str, int]]:
+        """(attempt key, case id) of the agent's calls in progress."""
+        return [(c.key, c.case_id) for c in self.calls.values() if c.agent_id == agent_id]
+
+    def agent_leg_lost(self, agent_id: int, wall: datetime) -> list[str]:
+        """The agent's leg dropped: its calls are marked; returns their keys (the engine
+        sends the debtors to the cut-off message)."""
+        keys = []
+        for call in self.calls.values():
+            if call.agent_id == agent_id and call.agent_left_at is None:
+                call.agent_left_at = wall
+                keys.append(call.key)
+        return keys
+
+    def adopt(self, row: UnendedAttempt) -> None:
+        """Follow a manual or preview call placed by a previous process of this node."""
+        if row.agent_id is None or row.case_id is None:
+            return
+        engine = self.engine
+        call = AgentCall(
+            row.key, row.agent_id, row.case_id, row.e164, row.campaign_id, row.lead_id,
+            AgentState.READY, None, engine.clock.monotonic(),
+        )  # fmt: skip
+        if row.connected_at is not None:
+            call.connected = engine.clock.monotonic()
+        self.calls[row.key] = call
 
 
 _PHONE = """

@@ -80,10 +80,12 @@ class OriginateRequest:
     # Set for legs that are not call attempts (an agent's nailed-up leg): used as the
     # ChannelId, and no ATTEMPT variable is set.
     channel_id: str = ""
+    other_channel_id: str = ""  # with `channel_id`: the Local channel's far half
 
     def headers(self, action_id: str) -> list[tuple[str, str]]:
         if self.channel_id:
-            channel_id, other_id = self.channel_id, self.channel_id + "-2"
+            channel_id = self.channel_id
+            other_id = self.other_channel_id or self.channel_id + "-2"
         else:
             channel_id, other_id = channel_ids(self.attempt_id)
         out = [

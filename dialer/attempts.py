@@ -18,11 +18,13 @@ from typing import Any
 
 import asyncpg
 
+from core import audit
 from core.activity import Activity, ActivityKind, Channel, Direction, NewActivity, announce, append
 from core.bus import EventBus
+from core.identity import SYSTEM
 from core.tasks import cancel_and_wait
-from dialer.campaigns import Campaign
-from dialer.leads import ClaimedLead, finish_attempt
+from dialer.campaigns import Campaign, get_campaign
+from dialer.leads import ClaimedLead, finish_attempt, release_claims
 from dialer.retry import AttemptOutcome
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,14 @@ class AttemptEnd:
     agent_id: int | None = None
     recording: str | None = None
     duration: float | None = None  # seconds connected
+    # Milestones the call reached that were not marked as they happened (the link was
+    # down, or the process that followed the call died): kept only where none is recorded,
+    # so every outcome has its timings and the regulator's figure can be recomputed.
+    answered_at: datetime | None = None
+    amd_at: datetime | None = None
+    abandoned_at: datetime | None = None
+    agent_left_at: datetime | None = None
+    source: str = "events"  # 'events', 'reconciled' or 'recovered' (see the migration)
 
 
 Op = Callable[[asyncpg.Connection], Awaitable[None]]
@@ -79,11 +89,16 @@ Op = Callable[[asyncpg.Connection], Awaitable[None]]
 
 class AttemptLedger:
     def __init__(
-        self, pool: asyncpg.Pool, bus: EventBus, default_zones: Sequence[str] = ("Europe/Rome",)
+        self,
+        pool: asyncpg.Pool,
+        bus: EventBus,
+        default_zones: Sequence[str] = ("Europe/Rome",),
+        node: str = "",
     ):
         self.pool = pool
         self.bus = bus
         self.default_zones = tuple(default_zones)
+        self.node = node  # written on every attempt: the node that follows it
         self._queue: asyncio.Queue[Op] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
@@ -113,7 +128,7 @@ class AttemptLedger:
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO call_attempts (attempt_key, campaign_id, lead_id, case_id, debtor_id, "
-                "phone_id, e164, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "phone_id, e164, started_at, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 key,
                 lead.campaign_id,
                 lead.id,
@@ -122,6 +137,7 @@ class AttemptLedger:
                 lead.phone_id,
                 lead.e164,
                 started_at,
+                self.node,
             )
 
     async def open_inbound(
@@ -137,7 +153,8 @@ class AttemptLedger:
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO call_attempts (attempt_key, direction, case_id, debtor_id, phone_id, "
-                "e164, started_at, answered_at) VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $6) "
+                "e164, started_at, answered_at, node) "
+                "VALUES ($1, 'inbound', $2, $3, $4, $5, $6, $6, $7) "
                 "ON CONFLICT (attempt_key) DO NOTHING",
                 key,
                 case_id,
@@ -145,6 +162,7 @@ class AttemptLedger:
                 phone_id,
                 e164,
                 started_at,
+                self.node,
             )
 
     async def open_call(
@@ -163,7 +181,8 @@ class AttemptLedger:
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO call_attempts (attempt_key, campaign_id, lead_id, case_id, debtor_id, "
-                "phone_id, e164, started_at, agent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "phone_id, e164, started_at, agent_id, node) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 key,
                 campaign_id,
                 lead_id,
@@ -173,6 +192,7 @@ class AttemptLedger:
                 e164,
                 started_at,
                 agent_id,
+                self.node,
             )
 
     def mark(self, key: str, **fields: Any) -> None:
@@ -218,6 +238,30 @@ class AttemptLedger:
 
         self._queue.put_nowait(write)
 
+    def refused(self, key: str, reason: str) -> None:
+        """Asterisk refused the Originate: the debtor's phone never rang, so this was not an
+        attempt on the debtor. The row goes (no figure may count it), the lead gets its
+        claim and attempt counters back, and the refusal stays in the audit log."""
+
+        async def write(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "DELETE FROM call_attempts WHERE attempt_key = $1 AND ended_at IS NULL "
+                    "RETURNING lead_id, case_id, campaign_id, node",
+                    key,
+                )
+                if row is None:
+                    return
+                if row["lead_id"] is not None:
+                    await release_claims(conn, row["node"] or self.node, [row["lead_id"]])
+                await audit.record(
+                    conn, SYSTEM, "call.refused", "case", row["case_id"],
+                    after={"attempt_key": key, "campaign_id": row["campaign_id"], "reason": reason},
+                    outcome="refused",
+                )  # fmt: skip
+
+        self._queue.put_nowait(write)
+
     def close(self, end: AttemptEnd, campaign: Campaign | None) -> None:
         async def write(conn: asyncpg.Connection) -> None:
             await self._close(conn, end, campaign)
@@ -230,20 +274,32 @@ class AttemptLedger:
         async with conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE call_attempts SET ended_at = $2, outcome = $3, hangup_cause = $4, "
-                "agent_id = COALESCE(agent_id, $5), recording = COALESCE(recording, $6) "
+                "agent_id = COALESCE(agent_id, $5), recording = COALESCE(recording, $6), "
+                "answered_at = COALESCE(answered_at, $7), amd_at = COALESCE(amd_at, $8), "
+                "abandoned_at = COALESCE(abandoned_at, $9), "
+                "agent_left_at = COALESCE(agent_left_at, $10), end_source = $11 "
                 "WHERE attempt_key = $1 AND ended_at IS NULL "
                 "RETURNING campaign_id, lead_id, case_id, e164, started_at, answered_at, amd_result, "
-                "agent_id, direction",
+                "agent_id, direction, agent_left_at",
                 end.key,
                 end.ended_at,
                 end.outcome,
                 end.hangup_cause,
                 end.agent_id,
                 end.recording,
+                end.answered_at,
+                end.amd_at,
+                end.abandoned_at if end.outcome == "abandoned" else None,
+                end.agent_left_at,
+                end.source,
             )
             if row is None:
                 return  # closed already (a replayed end after a reconnect)
             lead_outcome = LEAD_OUTCOME.get(end.outcome, AttemptOutcome.FAILED)
+            if campaign is None and row["campaign_id"] is not None and row["lead_id"] is not None:
+                # The campaign was stopped while the call was up, or this process adopted
+                # the call after a restart: the lead still takes its next step.
+                campaign = await get_campaign(conn, row["campaign_id"])
             if campaign is not None and row["lead_id"] is not None:
                 if lead_outcome is not AttemptOutcome.CONNECTED:
                     await finish_attempt(
@@ -287,11 +343,19 @@ class AttemptLedger:
         }
         if end.duration is not None:
             data["talk_seconds"] = round(end.duration, 1)
+        if end.source != "events":
+            data["end_source"] = end.source
+        if row["agent_left_at"] is not None:
+            data["agent_left_at"] = row["agent_left_at"].isoformat()
         inbound = row["direction"] == "inbound"
         if inbound:
             summary = _INBOUND_SUMMARY.get(end.outcome, f"Inbound call: {end.outcome}")
         else:
             summary = _SUMMARY.get(end.outcome, f"Outbound call: {end.outcome}")
+        if row["agent_left_at"] is not None:
+            summary += "; the agent's line dropped and the debtor heard the cut-off message"
+        if end.source == "recovered":
+            summary += " (recorded after a restart of the dialer)"
         appended = await append(
             conn,
             NewActivity(

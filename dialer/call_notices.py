@@ -82,4 +82,29 @@ class CallEnded:
     reconciled: bool = False
 
 
-CallNotice = CallRinging | CallAnswered | LiveAnswer | MachineDetected | CallConnected | CallEnded
+@dataclass(frozen=True, slots=True)
+class DialRefused:
+    """Asterisk refused the Originate (`Response: Error`): the phone never rang."""
+
+    attempt_id: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    """The AMI link went down, or came back and was reconciled (not a call's notice)."""
+
+    up: bool
+    at: float
+
+
+CallNotice = (
+    CallRinging
+    | CallAnswered
+    | LiveAnswer
+    | MachineDetected
+    | CallConnected
+    | CallEnded
+    | DialRefused
+)

@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -32,23 +32,35 @@ from core.identity import SYSTEM
 from core.tasks import cancel_and_wait
 from dialer.agent_desk import AgentDesk
 from dialer.agent_dialing import MANUAL_WINDOW, AgentDialer
+from dialer.agent_legs import AgentLegDown, AgentLegFound, AgentLegUp
 from dialer.agents import AgentSession, AgentState, AgentStateError
+from dialer.ami_events import ChannelRef
 from dialer.attempts import AttemptEnd, AttemptLedger
-from dialer.call_control import AMD_CONTEXT, HOLD_CONTEXT, CallControl
+from dialer.call_control import ABANDON_CONTEXT, AMD_CONTEXT, HOLD_CONTEXT, CallControl, Notice
 from dialer.call_notices import (
     CallAnswered,
     CallConnected,
     CallEnded,
-    CallNotice,
     CallOutcome,
+    CallTimings,
+    DialRefused,
+    LinkChanged,
     LiveAnswer,
     MachineDetected,
 )
+from dialer.call_state import attempt_of_uniqueid
 from dialer.call_window import CallWindow
 from dialer.campaigns import Campaign, DialMode, get_campaign
-from dialer.inbound_calls import InboundArrived, InboundConnected, InboundEnded, InboundNotice
+from dialer.inbound_calls import InboundArrived, InboundConnected, InboundEnded
 from dialer.inbound_router import InboundRouter, InboundSettings
-from dialer.leads import ClaimedLead, claim_leads, promote_due, zone_sets
+from dialer.leads import ClaimedLead, claim_leads, promote_due, release_claims, zone_sets
+from dialer.recovery import (
+    UnendedAttempt,
+    recovered_end,
+    release_stale_claims,
+    undisposed_connected,
+    unended_attempts,
+)
 from dialer.switchboard import Switchboard, WaitingCall
 
 log = logging.getLogger(__name__)
@@ -102,6 +114,20 @@ class EngineSettings:
     inbound: InboundSettings = field(default_factory=InboundSettings)
     # Calls agents place from a case (campaign previews use the campaign's window).
     manual_window: CallWindow = MANUAL_WINDOW
+    # After the AMI link comes back, dial again only once it has stayed up this long
+    # (clock seconds), doubled for every other drop in the last `flap_window`: live
+    # debtors cannot be connected while the link is down, so a flapping link would turn
+    # into abandoned calls.
+    link_stable_for: float = 10.0
+    flap_window: float = 600.0
+    max_link_hold: float = 300.0
+    # Asterisk refusing Originates (shutting down, overloaded, misconfigured): stop
+    # dialing for this long, doubled for every further refusal in a row.
+    refusal_hold: float = 5.0
+    max_refusal_hold: float = 120.0
+    # Seconds a clean stop waits for the calls it ends (ringing ones are hung up, live
+    # ones connected or abandoned) to be recorded; connected calls are handed over.
+    stop_grace: float = 5.0
 
 
 @dataclass
@@ -115,6 +141,7 @@ class LiveCall:
     live_at: float | None = None
     connected: float | None = None
     abandoned: bool = False
+    agent_left_at: datetime | None = None
 
 
 @dataclass
@@ -127,6 +154,9 @@ class EngineCounters:
     abandoned: int = 0
     machines: int = 0
     ended: int = 0
+    refused: int = 0  # Originates Asterisk refused (not attempts on a debtor)
+    agent_left: int = 0  # connected debtors whose agent's leg dropped mid-call
+    recovered: int = 0  # attempts closed or adopted after a restart
     # The latest reservation-to-Redirect times (bounded: a node runs for months).
     live_to_redirect: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -149,8 +179,11 @@ class CampaignEngine:
         self.calls = calls
         self.pacer = pacer
         self.settings = settings or EngineSettings()
-        self.ledger = AttemptLedger(pool, bus, self.settings.default_zones)
+        self.ledger = AttemptLedger(pool, bus, self.settings.default_zones, node=self.settings.node)
         self.campaigns: dict[int, Campaign] = {}
+        # Every campaign this engine has run, active or stopped: a call, wrap-up or adopted
+        # attempt of a stopped campaign still settles its lead by the campaign's rules.
+        self._known: dict[int, Campaign] = {}
         self.live: dict[str, LiveCall] = {}
         self.board = Switchboard()
         self.counters = EngineCounters()
@@ -163,22 +196,156 @@ class CampaignEngine:
         self._extensions: dict[int, str] = {}
         self.inbound = InboundRouter(self, self.settings.inbound)
         self.agent_calls = AgentDialer(self, self.settings.manual_window)
-        self.legs_up: set[int] = set()  # agents whose nailed-up leg was originated
+        self.legs_up: set[int] = set()  # agents whose nailed-up leg Asterisk reports up
+        self._legs_pending: set[int] = set()  # agents whose leg is being originated
+        self._hold_until = 0.0  # no dialing before this clock time (link or refusals)
+        self._hold_reason = ""
+        self._drops: deque[float] = deque(maxlen=64)
+        self._refusals = 0
+        self._stopping = False
         desk.listeners.append(self._agent_changed)
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start following calls: first what a previous process of this node left (see
+        `recover`), then pacing."""
         await self.ledger.start()
-        self._tasks = [
+        self._tasks = [asyncio.create_task(self._notice_loop(), name="engine-notices")]
+        if self.calls.link_up:
+            try:
+                await self.recover(at_start=True)
+            except Exception:
+                # Not fatal: the next reconnect runs it again; meanwhile nothing is dialed.
+                log.exception("engine: recovery at start failed; holding dialing")
+                self._hold(self.settings.link_stable_for, "recovery failed")
+        self._tasks += [
             asyncio.create_task(self._tick_loop(), name="engine-ticks"),
-            asyncio.create_task(self._notice_loop(), name="engine-notices"),
             asyncio.create_task(self._deadline_loop(), name="engine-deadlines"),
         ]
 
     async def stop(self) -> None:
+        """A clean stop: no new dials; ringing calls are hung up and live debtors are
+        connected or abandoned as usual, for up to `stop_grace`; claimed leads and preview
+        offers go back. Connected calls (and their agents' legs) stay up on Asterisk and
+        are handed over: the next start of this node adopts them. Idle agents' legs are
+        hung up."""
+        self._stopping = True
+        ticks = [t for t in self._tasks if t.get_name() == "engine-ticks"]
+        await cancel_and_wait(*ticks)
+        try:
+            async with asyncio.timeout(self.settings.stop_grace):
+                await self._wind_down()
+        except TimeoutError:
+            log.warning("engine: %d calls still ending at stop; the next start adopts them",
+                        len(self.live))  # fmt: skip
+        except Exception:
+            log.exception("engine: winding down failed; the next start reconciles")
         await cancel_and_wait(*self._tasks)
+        await cancel_and_wait(*self._background)
         await self.ledger.stop()
+
+    async def _wind_down(self) -> None:
+        if self.calls.link_up:
+            for call in list(self.live.values()):
+                if call.live_at is None and call.connected is None:
+                    with contextlib.suppress(Exception):
+                        await self.calls.cancel(call.key)
+        for agent_id in list(self.agent_calls.offers):
+            await self.agent_calls.agent_left(agent_id)
+        # Bounded by stop_grace (the caller's timeout); the calls end on the notice task.
+        while any(c.connected is None for c in self.live.values()) or self.board.waiting:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if self.calls.link_up:
+            busy = {c.agent_id for c in self.live.values() if c.agent_id is not None}
+            busy |= {c.agent_id for c in self.agent_calls.calls.values()}
+            busy |= self.inbound.busy_agents()
+            for agent_id in list(self.legs_up - busy):
+                with contextlib.suppress(Exception):
+                    await self.calls.hangup_agent_leg(agent_id)
+        await self.ledger.drain()
+        async with self.pool.acquire() as conn:
+            await release_stale_claims(conn, self.settings.node)
+
+    def campaign(self, campaign_id: int | None) -> Campaign | None:
+        """An active campaign of this node, or one it ran before (stopped since)."""
+        if campaign_id is None:
+            return None
+        return self.campaigns.get(campaign_id) or self._known.get(campaign_id)
+
+    # --- recovery ---------------------------------------------------------------------------
+
+    async def recover(self, at_start: bool = False) -> int:
+        """Reconcile this node's attempts without an end with what Asterisk has now.
+
+        Calls still up are adopted and followed to the end; calls gone are closed with the
+        outcome their recorded milestones support; leads claimed and never dialed are
+        released. At start, connected calls that lost their wrap-up with the old process
+        settle their lead. Returns how many attempts were adopted or closed."""
+        snapshot = await self.calls.snapshot()
+        present = {key for item in snapshot if (key := _attempt_key(item.channel)) is not None}
+        async with self.pool.acquire() as conn:
+            rows = await unended_attempts(conn, self.settings.node)
+            undisposed = await undisposed_connected(conn, self.settings.node) if at_start else []
+        now = self.clock.now()
+        handled = 0
+        for row in rows:
+            if row.key in self.live or row.key in self.agent_calls.calls:
+                continue
+            if self.inbound.follows(row.key):
+                continue
+            handled += 1
+            campaign = await self._campaign_by_id(row.campaign_id)
+            if row.key in present:
+                self._adopt(row)
+            else:
+                self.ledger.close(recovered_end(row, now), campaign)
+        for key, campaign_id in undisposed:
+            campaign = await self._campaign_by_id(campaign_id)
+            if campaign is not None:
+                self.ledger.settle_undisposed(key, campaign, now)
+        await self.ledger.drain()
+        async with self.pool.acquire() as conn:
+            keep = [offer.lead.id for offer in self.agent_calls.offers.values()]
+            released = await release_stale_claims(conn, self.settings.node, keep)
+        await self.calls.resume(snapshot)
+        self.counters.recovered += handled
+        if handled or released:
+            log.warning("recovery: %d unended attempts adopted or closed, %d claimed leads "
+                        "released", handled, released)  # fmt: skip
+        return handled
+
+    async def _campaign_by_id(self, campaign_id: int | None) -> Campaign | None:
+        if campaign_id is None:
+            return None
+        known = self.campaign(campaign_id)
+        if known is not None:
+            return known
+        async with self.pool.acquire() as conn:
+            campaign = await get_campaign(conn, campaign_id)
+        if campaign is not None:
+            self._known[campaign.id] = campaign
+        return campaign
+
+    def _adopt(self, row: UnendedAttempt) -> None:
+        """Follow a call a previous process placed; its missed notices come from the
+        CoreShowChannels reconciliation that follows."""
+        if row.direction == "inbound":
+            self.inbound.adopt(row.key, row.case_id, row.e164, row.agent_id)
+            return
+        if row.placed_by_agent and row.agent_id is not None and row.case_id is not None:
+            self.agent_calls.adopt(row)
+            return
+        if row.campaign_id is None or row.lead_id is None or row.case_id is None:
+            return
+        lead = ClaimedLead(
+            row.lead_id, row.campaign_id, row.case_id, row.debtor_id or 0, row.phone_id or 0,
+            row.e164, row.attempt_number, row.callback_agent_id,
+        )  # fmt: skip
+        call = LiveCall(
+            row.key, row.campaign_id, lead, self.clock.monotonic(), agent_id=row.agent_id
+        )
+        self.live[row.key] = call
 
     async def add_campaign(self, campaign_id: int) -> Campaign:
         async with self.pool.acquire() as conn:
@@ -190,6 +357,7 @@ class CampaignEngine:
             raise LookupError(f"no campaign {campaign_id}")
         self._extensions.update({r["id"]: r["sip_extension"] for r in rows})
         self.campaigns[campaign.id] = campaign
+        self._known[campaign.id] = campaign
         live, abandoned = await self._window_record(campaign)
         self.pacer.start(campaign, live, abandoned)
         return campaign
@@ -209,7 +377,12 @@ class CampaignEngine:
         return int(row["live"]), int(row["abandoned"])
 
     def remove_campaign(self, campaign_id: int) -> None:
+        """Stop dialing a campaign. Its calls in progress end as usual; previews offered to
+        agents go back to the queue."""
         self.campaigns.pop(campaign_id, None)
+        for agent_id, offer in list(self.agent_calls.offers.items()):
+            if offer.campaign_id == campaign_id:
+                self._spawn(self.agent_calls.agent_left(agent_id, back_to_ready=True))
 
     # --- pacing and dialing -----------------------------------------------------------------
 
@@ -225,11 +398,45 @@ class CampaignEngine:
             await self.clock.sleep(self.settings.tick)
 
     def agents_of(self, campaign_id: int) -> list[AgentSession]:
+        """The campaign's agents the pacer may count on: logged in, with a phone leg up
+        (a debtor sent to an agent without one would hear silence)."""
         return [
             s
             for s in self.desk.sessions.values()
-            if campaign_id in s.campaign_ids and s.outbound and s.state is not AgentState.LOGGED_OUT
+            if campaign_id in s.campaign_ids
+            and s.outbound
+            and s.state is not AgentState.LOGGED_OUT
+            and s.agent_id in self.legs_up
         ]
+
+    def reachable(self) -> list[AgentSession]:
+        """Sessions that may be offered a call: every agent whose leg is up."""
+        return [s for s in self.desk.sessions.values() if s.agent_id in self.legs_up]
+
+    def _hold(self, seconds: float, reason: str) -> None:
+        until = self.clock.monotonic() + seconds
+        if until > self._hold_until:
+            self._hold_until, self._hold_reason = until, reason
+            log.warning("dialing held for %.0f s: %s", seconds, reason)
+
+    def dialing_allowed(self) -> bool:
+        """Whether new calls may be placed now (the link is up and has been stable, and
+        Asterisk is not refusing Originates)."""
+        return (
+            self.calls.link_up
+            and not self._stopping
+            and (self.clock.monotonic() >= self._hold_until)
+        )
+
+    def dialing_status(self) -> dict[str, Any]:
+        left = max(0.0, self._hold_until - self.clock.monotonic())
+        return {
+            "allowed": self.dialing_allowed(),
+            "held_seconds": round(left, 1),
+            "reason": self._hold_reason
+            if left > 0
+            else ("link down" if not self.calls.link_up else ""),
+        }
 
     def held_for_inbound(self, agents: Sequence[AgentSession]) -> int:
         """Ready agents the pacer must not count on: blended agents are taken by inbound
@@ -251,7 +458,7 @@ class CampaignEngine:
 
     async def pace(self, campaign: Campaign) -> int:
         """One pacing decision for one campaign; returns how many calls were placed."""
-        if not self.calls.link_up:
+        if not self.dialing_allowed():
             return 0  # never dial blind; reconciliation runs when the link is back
         now = self.clock.monotonic()
         wall = self.clock.now()
@@ -271,9 +478,16 @@ class CampaignEngine:
             leads = await claim_leads(
                 conn, campaign, wall, want, self.settings.node, wall.date(), await zone_sets(conn)
             )
-        for lead in leads:
+        placed = 0
+        for n, lead in enumerate(leads):
+            if not self.dialing_allowed():
+                # Refused or cut off mid-batch: the rest were never dialed.
+                async with self.pool.acquire() as conn:
+                    await release_claims(conn, self.settings.node, [x.id for x in leads[n:]])
+                break
             await self._dial(campaign, lead, wall)
-        return len(leads)
+            placed += 1
+        return placed
 
     def dial_string(self, e164: str) -> str:
         return self.settings.dial_template.format(number=e164.lstrip("+"))
@@ -284,7 +498,7 @@ class CampaignEngine:
         preferred = lead.callback_agent_id
         self.live[key] = LiveCall(key, campaign.id, lead, self.clock.monotonic(), preferred)
         self.counters.dialed += 1
-        await self.calls.dial(
+        sent = await self.calls.dial(
             key,
             self.dial_string(lead.e164),
             context=AMD_CONTEXT if campaign.amd else HOLD_CONTEXT,
@@ -292,6 +506,16 @@ class CampaignEngine:
             caller_id=campaign.caller_id or "",
             variables={"CAMPAIGN": str(campaign.id), "CASE": str(lead.case_id)},
         )
+        if sent:
+            self._refusals = 0
+        elif self.calls.link_up:
+            self.note_refusal()
+
+    def note_refusal(self) -> None:
+        """Asterisk refused an Originate: back off before trying again."""
+        self._refusals += 1
+        hold = self.settings.refusal_hold * 2 ** min(self._refusals - 1, 8)
+        self._hold(min(hold, self.settings.max_refusal_hold), "Asterisk refuses Originate")
 
     # --- call notices -----------------------------------------------------------------------
 
@@ -304,9 +528,21 @@ class CampaignEngine:
             except Exception:
                 log.exception("engine: could not handle %s", type(decision.notice).__name__)
 
-    async def on_notice(self, notice: CallNotice | InboundNotice) -> None:
+    async def on_notice(self, notice: Notice) -> None:
         if isinstance(notice, InboundArrived | InboundConnected | InboundEnded):
             await self.inbound.on_notice(notice)
+            return
+        if isinstance(notice, LinkChanged):
+            await self._link_changed(notice)
+            return
+        if isinstance(notice, AgentLegUp | AgentLegDown | AgentLegFound):
+            await self._leg_notice(notice)
+            return
+        if isinstance(notice, DialRefused) and notice.attempt_id in self.live:
+            self.live.pop(notice.attempt_id)
+            self.counters.refused += 1
+            self.counters.dialed -= 1
+            self.ledger.refused(notice.attempt_id, notice.reason)
             return
         if notice.attempt_id in self.agent_calls.calls:
             await self.agent_calls.on_notice(notice)
@@ -323,7 +559,7 @@ class CampaignEngine:
             now = self.clock.monotonic()
             call.live_at = now
             self.pacer.dial_ended(call.campaign_id, now, "live", now - call.started)
-            campaign = self.campaigns.get(call.campaign_id)
+            campaign = self.campaign(call.campaign_id)
             limit = campaign.compliance.connect_limit if campaign else 2.0
             self.board.arrive(
                 WaitingCall(
@@ -357,6 +593,10 @@ class CampaignEngine:
         outcome = notice.outcome
         if call.abandoned and outcome is not CallOutcome.COMPLETED:
             outcome = CallOutcome.ABANDONED
+        if call.live_at is not None and outcome in (CallOutcome.LOST, CallOutcome.FAILED):
+            # A person was on the line and the call vanished while the link was down:
+            # nobody connected them.
+            outcome = CallOutcome.ABANDONED
         now = self.clock.monotonic()
         agent_id = call.agent_id
         if agent_id is not None:
@@ -366,13 +606,20 @@ class CampaignEngine:
                     self.begin_wrap_up(agent_id, call.campaign_id, call.key)
                 elif session.state is AgentState.RESERVED:
                     self.desk.change(SYSTEM, agent_id, AgentState.READY)
-        campaign = self.campaigns.get(call.campaign_id)
+        campaign = self.campaign(call.campaign_id)
         if call.live_at is None:
             kind = "machine" if outcome is CallOutcome.MACHINE else "other"
             self.pacer.dial_ended(call.campaign_id, now, kind, now - call.started)
         else:
             self.pacer.live_settled(call.campaign_id, outcome is CallOutcome.ABANDONED)
         duration = None if call.connected is None else max(0.0, now - call.connected)
+        answered, decided = self.wall_times(notice.timings, wall)
+        abandoned_at = None
+        if outcome is CallOutcome.ABANDONED:
+            # Marked when the engine abandoned it; else (the link was down at the deadline)
+            # the connect limit ran out at `decided + limit`, or at the end at the latest.
+            limit = campaign.compliance.connect_limit if campaign else 2.0
+            abandoned_at = min(wall, decided + timedelta(seconds=limit)) if decided else wall
         self.ledger.close(
             AttemptEnd(
                 call.key,
@@ -382,9 +629,27 @@ class CampaignEngine:
                 agent_id=agent_id if call.connected is not None else None,
                 recording=f"{call.key}.wav" if call.connected is not None else None,
                 duration=duration,
+                answered_at=answered,
+                amd_at=decided,
+                abandoned_at=abandoned_at,
+                agent_left_at=call.agent_left_at,
+                source="reconciled" if notice.reconciled else "events",
             ),
             campaign,
         )
+
+    def wall_times(
+        self, timings: CallTimings, wall: datetime
+    ) -> tuple[datetime | None, datetime | None]:
+        """The answer and AMD-decision times of a call's timings (the call-control loop's
+        clock) on the wall clock."""
+        loop_now = asyncio.get_running_loop().time()
+        scale = getattr(self.clock, "scale", 1.0)
+
+        def at(t: float | None) -> datetime | None:
+            return None if t is None else wall - timedelta(seconds=(loop_now - t) * scale)
+
+        return at(timings.answered), at(timings.decided)
 
     def begin_wrap_up(self, agent_id: int, campaign_id: int | None, key: str) -> None:
         """The call ended: the agent wraps up, within the wrap-up limit."""
@@ -399,7 +664,7 @@ class CampaignEngine:
     async def assign(self) -> None:
         retry: list[WaitingCall] = []
         taken = False
-        for waiting, agent in self.board.assign(list(self.desk.sessions.values())):
+        for waiting, agent in self.board.assign(self.reachable()):
             call = self.live.get(waiting.key)
             if call is None and not waiting.inbound:
                 continue
@@ -489,9 +754,7 @@ class CampaignEngine:
                         key = self._wrapping.pop(agent_id, None)
                         if key is not None:
                             campaign_id, attempt_key = key
-                            campaign = (
-                                None if campaign_id is None else self.campaigns.get(campaign_id)
-                            )
+                            campaign = self.campaign(campaign_id)
                             if campaign is not None:
                                 self.ledger.settle_undisposed(
                                     attempt_key, campaign, self.clock.now()
@@ -513,14 +776,18 @@ class CampaignEngine:
     def _agent_changed(self, before: AgentSession, after: AgentSession) -> None:
         self.pacer.agent_changed(before.campaign_ids, before, after, self.clock.monotonic())
         if after.state is AgentState.READY:
-            if before.state is AgentState.LOGGED_OUT:
-                self._start_shift(after)
+            if before.state is AgentState.LOGGED_OUT or not after.campaign_ids:
+                self._join(after)
+            if after.agent_id not in self.legs_up:
+                self._start_leg(after.agent_id)
             if self.board.waiting:
                 self._spawn(self.assign())
         if after.state is AgentState.LOGGED_OUT:
-            self.legs_up.discard(after.agent_id)
             if after.agent_id in self.agent_calls.offers:
                 self._spawn(self.agent_calls.agent_left(after.agent_id))
+            # The agent left: so does the agent's leg (a debtor still in the conference is
+            # noticed when the leg's hangup comes back).
+            self._spawn(self._hang_up_leg(after.agent_id))
         if after.state is not AgentState.WRAP_UP:
             self._wrap_deadlines.pop(after.agent_id, None)
             wrapping = self._wrapping.pop(after.agent_id, None)
@@ -529,7 +796,7 @@ class CampaignEngine:
                 # made, so the lead is settled as when wrap-up runs out (a no-op when the
                 # disposition was saved first).
                 campaign_id, key = wrapping
-                campaign = None if campaign_id is None else self.campaigns.get(campaign_id)
+                campaign = self.campaign(campaign_id)
                 if campaign is not None:
                     self.ledger.settle_undisposed(key, campaign, self.clock.now())
 
@@ -539,21 +806,128 @@ class CampaignEngine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _start_shift(self, session: AgentSession) -> None:
-        """First ready of a shift: join the node's campaigns and nail up the agent's leg."""
+    def _join(self, session: AgentSession) -> None:
+        """First ready of a shift: join the node's campaigns (and the inbound group)."""
         if not session.campaign_ids:
             self.desk.assign_campaigns(session.agent_id, frozenset(self.campaigns))
         if self.settings.inbound.blended and session.agent_id not in self.desk.groups_set:
             self.desk.assign_groups(session.agent_id, inbound=True, outbound=session.outbound)
-        extension = self._extensions.get(session.agent_id, str(session.agent_id))
-        dial = self.settings.agent_dial_template.format(
-            extension=extension, agent_id=session.agent_id
-        )
-        self._spawn(self._nail_up(session.agent_id, dial))
+
+    def _start_leg(self, agent_id: int) -> None:
+        """Nail up the agent's leg (once at a time); it counts once Asterisk reports it up."""
+        if agent_id in self._legs_pending or not self.calls.link_up:
+            return
+        extension = self._extensions.get(agent_id, str(agent_id))
+        dial = self.settings.agent_dial_template.format(extension=extension, agent_id=agent_id)
+        self._legs_pending.add(agent_id)
+        self._spawn(self._nail_up(agent_id, dial))
 
     async def _nail_up(self, agent_id: int, dial: str) -> None:
         try:
-            await self.calls.login_agent(str(agent_id), dial)
+            await self.calls.login_agent(agent_id, dial)
+        except Exception as exc:
+            self._legs_pending.discard(agent_id)
+            log.warning("agent %d: could not nail up the agent leg: %s", agent_id, exc)
+
+    async def _hang_up_leg(self, agent_id: int) -> None:
+        self.legs_up.discard(agent_id)
+        try:
+            await self.calls.hangup_agent_leg(agent_id)
+        except Exception as exc:
+            log.warning("agent %d: could not hang up the agent leg: %s", agent_id, exc)
+
+    # --- agents' legs and the AMI link ------------------------------------------------------
+
+    async def _leg_notice(self, notice: AgentLegUp | AgentLegDown | AgentLegFound) -> None:
+        agent_id = notice.agent_id
+        if isinstance(notice, AgentLegUp):
+            self._legs_pending.discard(agent_id)
+            session = self.desk.session(agent_id)
+            if session.state is AgentState.LOGGED_OUT:
+                # The agent left while the leg was being placed.
+                await self.calls.hangup_agent_leg(agent_id)
+                return
             self.legs_up.add(agent_id)
+            if self.board.waiting:
+                await self.assign()
+            self._wake.set()
+            return
+        if isinstance(notice, AgentLegFound):
+            await self._leg_found(notice)
+            return
+        self._legs_pending.discard(agent_id)
+        current = self.calls.legs.leg_of(agent_id)
+        if current is not None and current.leg_id != notice.leg_id:
+            return  # an old leg of the agent went; a newer one is up or coming
+        self.legs_up.discard(agent_id)
+        await self._agent_leg_lost(agent_id, failed=notice.failed)
+
+    async def _agent_leg_lost(self, agent_id: int, failed: bool) -> None:
+        """The agent's phone leg is gone: the agent is offered nothing more until it is
+        back, and a debtor in the agent's conference is not left alone."""
+        wall = self.clock.now()
+        for call in list(self.live.values()):
+            if call.agent_id == agent_id and call.agent_left_at is None:
+                call.agent_left_at = wall
+                self.counters.agent_left += 1
+                log.warning("attempt %s: agent %d's leg dropped mid-call; the debtor hears the "
+                            "cut-off message", call.key, agent_id)  # fmt: skip
+                with contextlib.suppress(Exception):
+                    await self.calls.redirect_to(call.key, ABANDON_CONTEXT)
+        for key in self.agent_calls.agent_leg_lost(agent_id, wall) + self.inbound.connected_to(
+            agent_id
+        ):
+            with contextlib.suppress(Exception):
+                await self.calls.redirect_to(key, ABANDON_CONTEXT)
+        session = self.desk.session(agent_id)
+        if session.state in (AgentState.READY, AgentState.RESERVED):
+            with contextlib.suppress(AgentStateError):
+                self.desk.change(SYSTEM, agent_id, AgentState.PAUSED, pause_reason="technical")
+        if session.state is not AgentState.LOGGED_OUT:
+            message = (
+                "Your phone could not be connected. Check the softphone and press Ready."
+                if failed
+                else "Your phone line dropped. Press Ready to connect it again."
+            )
+            await self.bus.broadcast(
+                f"agent:{agent_id}", {"type": "phone_lost", "failed": failed, "message": message}
+            )
+
+    async def _leg_found(self, notice: AgentLegFound) -> None:
+        """A leg a previous process left up: kept for an agent on an adopted call (the
+        agent is put back on that call), hung up otherwise (the agent presses Ready)."""
+        on_call = [c for c in self.live.values() if c.agent_id == notice.agent_id]
+        manual = self.agent_calls.calls_of(notice.agent_id)
+        if not on_call and not manual:
+            with contextlib.suppress(Exception):
+                await self.calls.hangup_channel(notice.channel)
+            return
+        self.calls.adopt_agent_leg(notice.agent_id, notice.leg_id, notice.channel)
+        self.legs_up.add(notice.agent_id)
+        call_key, case_id = (on_call[0].key, on_call[0].lead.case_id) if on_call else manual[0]
+        self.desk.restore(SYSTEM, notice.agent_id, AgentState.ON_CALL, case_id, call_key)
+
+    async def _link_changed(self, notice: LinkChanged) -> None:
+        now = self.clock.monotonic()
+        if not notice.up:
+            self._drops.append(now)
+            self.legs_up.clear()  # nothing can be put through until reconciled
+            self._hold(self.settings.link_stable_for, "the AMI link dropped")
+            return
+        recent = sum(1 for t in self._drops if now - t <= self.settings.flap_window)
+        hold = self.settings.link_stable_for * 2 ** max(0, recent - 1)
+        self._hold_until = 0.0
+        self._hold(min(hold, self.settings.max_link_hold), f"the AMI link came back ({recent} "
+                   f"drops in {self.settings.flap_window:.0f} s)")  # fmt: skip
+        # Legs Asterisk still has are up again (reconciled); agents whose leg is gone
+        # were told by their AgentLegDown.
+        self.legs_up |= {leg.agent_id for leg in self.calls.legs.legs.values() if leg.up}
+        try:
+            await self.recover()
         except Exception:
-            log.warning("agent %d: could not nail up the agent leg", agent_id)
+            log.exception("engine: recovery after the reconnect failed")
+
+
+def _attempt_key(ref: ChannelRef) -> str | None:
+    """The attempt (or inbound call) a channel of a CoreShowChannels list belongs to."""
+    return ref.attempt or attempt_of_uniqueid(ref.uniqueid)

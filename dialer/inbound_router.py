@@ -97,6 +97,25 @@ class InboundRouter:
                 "callbacks": c.callbacks, "waiting": self.waiting,
                 "longest_wait_seconds": round(c.longest_wait, 1)}  # fmt: skip
 
+    def follows(self, key: str) -> bool:
+        return key in self.calls
+
+    def busy_agents(self) -> set[int]:
+        return {c.agent_id for c in self.calls.values() if c.agent_id is not None}
+
+    def adopt(self, key: str, case_id: int | None, e164: str, agent_id: int | None) -> None:
+        """Follow an inbound call a previous process of this node connected (one still
+        waiting is announced again by the reconciliation and routed as new)."""
+        if key in self.calls or case_id is None or agent_id is None:
+            return
+        match = CallerMatch(0, case_id, (case_id,), None, "debtor")
+        now = self.engine.clock.monotonic()
+        self.calls[key] = InboundCall(key, e164, e164, match, now, False, agent_id, now)
+
+    def connected_to(self, agent_id: int) -> list[str]:
+        """Keys of the callers connected to (or being put through to) the agent."""
+        return [c.key for c in self.calls.values() if c.agent_id == agent_id]
+
     async def _announce(self) -> None:
         await self.engine.bus.broadcast(INBOUND_TOPIC, {"type": "inbound.stats", **self.view()})
 

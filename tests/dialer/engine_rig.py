@@ -35,6 +35,9 @@ class Rig:
     desk: AgentDesk
     engine: CampaignEngine
     agents: list[int]
+    client: AmiClient
+    calls: CallControl
+    settings: EngineSettings
 
 
 @asynccontextmanager
@@ -45,15 +48,47 @@ async def engine_rig(
     prefix: str = "rig",
     settings: EngineSettings | None = None,
     sim: SimOptions | None = None,
+    scale: float = SCALE,
 ) -> AsyncIterator[Rig]:
     """Two agents (by default), the lab rule for simulated debtors (outcome by the last
     digit: 0-4 person, 5-6 no answer, 7 busy, 8 machine, 9 congestion)."""
-    clock = ScaledClock(SCALE)
+    clock = ScaledClock(scale)
     options = sim or SimOptions(debtors=DebtorModel(lab_rule=True))
     simulator = AmiSimulator(
-        replace(options, port=0, time_scale=SCALE, auth_fail_delay=0.05, start=clock.now())
+        replace(options, port=0, time_scale=scale, auth_fail_delay=0.05, start=clock.now())
     )
     await simulator.start()
+    settings = settings or EngineSettings(
+        dial_template="Local/{number}@sim-debtors",
+        agent_dial_template="Local/{agent_id}@sim-agents",
+        default_zones=tuple(ROME),
+        tick=0.5,
+        wrap_up_max=5.0,
+    )
+    ids = []
+    async with pool.acquire() as conn:
+        for n in range(agents):
+            user = await users.create_user(conn, SYSTEM, f"{prefix}{n}", "password1", Role.AGENT)
+            ids.append(user.id)
+    rig = await _start_dialer(pool, InProcessBus(), clock, simulator, ids, settings)
+    try:
+        yield rig
+    finally:
+        await rig.engine.stop()
+        await rig.desk.stop()
+        await rig.calls.stop()
+        await rig.client.close()
+        await simulator.close()
+
+
+async def _start_dialer(
+    pool: asyncpg.Pool,
+    bus: InProcessBus,
+    clock: ScaledClock,
+    simulator: AmiSimulator,
+    agents: list[int],
+    settings: EngineSettings,
+) -> Rig:
     client = AmiClient(
         "127.0.0.1", simulator.port, "pratica", "pratica-sim", action_timeout=2.0,
         reconnect_delay=0.05,
@@ -61,39 +96,39 @@ async def engine_rig(
     await client.connect()
     calls = CallControl(client)
     calls.start()
-    bus = InProcessBus()
-    desk = AgentDesk(pool, bus, clock, wrap_up_max=5.0)
+    desk = AgentDesk(pool, bus, clock, wrap_up_max=settings.wrap_up_max)
     await desk.start()
-    engine = CampaignEngine(
-        pool,
-        bus,
-        clock,
-        desk,
-        calls,
-        CampaignPacer(),
-        settings
-        or EngineSettings(
-            dial_template="Local/{number}@sim-debtors",
-            agent_dial_template="Local/{agent_id}@sim-agents",
-            default_zones=tuple(ROME),
-            tick=0.5,
-            wrap_up_max=5.0,
-        ),
-    )
-    ids = []
-    async with pool.acquire() as conn:
-        for n in range(agents):
-            user = await users.create_user(conn, SYSTEM, f"{prefix}{n}", "password1", Role.AGENT)
-            ids.append(user.id)
+    engine = CampaignEngine(pool, bus, clock, desk, calls, CampaignPacer(), settings)
     await engine.start()
-    try:
-        yield Rig(pool, bus, clock, simulator, desk, engine, ids)
-    finally:
-        await engine.stop()
-        await desk.stop()
-        await calls.stop()
-        await client.close()
-        await simulator.close()
+    return Rig(pool, bus, clock, simulator, desk, engine, agents, client, calls, settings)
+
+
+async def crash(rig: Rig) -> None:
+    """What `kill -9` of the dialer's process leaves behind: its tasks stop mid-work,
+    queued writes (ledger milestones, agent state log) are lost, the AMI connection is
+    cut without a Logoff; Asterisk (the simulator) carries on with every call."""
+    engine = rig.engine
+    tasks = [*engine._tasks, *engine._background, engine.ledger._writer, rig.desk._writer]
+    tasks += [rig.calls._pump, *rig.client._tasks]
+    for task in tasks:
+        if task is not None:
+            task.cancel()
+    rig.client._manager.stopped = True
+    protocol = rig.client._manager.protocol
+    if protocol is not None and protocol.transport is not None:
+        protocol.transport.abort()
+    await asyncio.sleep(0.05)
+
+
+async def restart(rig: Rig) -> None:
+    """A new dialer process of the same node on the same database and Asterisk, in place of
+    the crashed one: nothing in memory survives (agents are logged out until the recovery
+    says otherwise)."""
+    fresh = await _start_dialer(
+        rig.pool, InProcessBus(), rig.clock, rig.sim, rig.agents, rig.settings
+    )
+    for name in ("bus", "desk", "engine", "client", "calls"):
+        setattr(rig, name, getattr(fresh, name))
 
 
 async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:

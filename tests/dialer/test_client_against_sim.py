@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from dialer.agent_legs import AgentLegUp
 from dialer.ami_client import (
     AmiActionFailed,
     AmiAuthenticationError,
@@ -146,8 +147,8 @@ async def test_answering_machine_is_detected_and_hung_up(rig: Rig) -> None:
 
 
 async def test_live_answer_connected_to_nailed_up_agent_completes_and_agent_stays(rig: Rig) -> None:
-    await rig.control.login_agent("7", "Local/7@sim-agents")
-    await asyncio.sleep(0.05)
+    leg = await rig.control.login_agent(7, "Local/7@sim-agents")
+    await rig.until(lambda n: isinstance(n, AgentLegUp) and n.leg_id == leg)
     await rig.control.dial("l1", DEBTOR.format(number="102"), context=AMD_CONTEXT,
                            variables=forced("ANSWER"))  # fmt: skip
     live = await rig.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "l1")
@@ -158,7 +159,7 @@ async def test_live_answer_connected_to_nailed_up_agent_completes_and_agent_stay
     assert live.latency < 0.05
     # The agent's leg is still in its conference for the next call.
     channels = await rig.client.core_show_channels()
-    assert {c.channel.uniqueid for c in channels} == {"agent-7", "agent-7-2"}
+    assert {c.channel.uniqueid for c in channels} == {leg, f"{leg};2"}
     assert await rig.client.hangup("/^Local\\/7@sim-agents-.*$/") != []
 
 
@@ -210,7 +211,7 @@ def test_originate_always_sends_async_and_our_ids() -> None:
 async def test_reconnect_mid_call_reconciles_without_dialing_twice() -> None:
     rig = await make_rig(reconnect_delay=0.5)
     try:
-        await rig.control.login_agent("8", "Local/8@sim-agents")
+        await rig.control.login_agent(8, "Local/8@sim-agents")
         await rig.control.dial("r-live", DEBTOR.format(number="107"),
                                variables=forced("ANSWER", SIM_TALK="60"))  # fmt: skip
         await rig.until(lambda n: isinstance(n, LiveAnswer) and n.attempt_id == "r-live")

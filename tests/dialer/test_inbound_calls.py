@@ -79,7 +79,9 @@ async def test_known_caller_reaches_the_cases_own_agent_with_the_case_popped(rig
     async with rig.bus.listen("agent:*") as pops:
         for agent_id in rig.agents:  # agent 0 is the longest idle, but the case is agent 1's
             rig.desk.change(SYSTEM, agent_id, AgentState.READY)
+        # In the inbound group, and with a phone leg up (nobody is put through without one).
         await until(lambda: all(rig.desk.session(a).inbound for a in rig.agents))
+        await until(lambda: set(rig.agents) <= rig.engine.legs_up)
         caller = rig.sim.dialplan.inbound_call("3331234567", "800", patience=60, talk=6)
         key = f"in-{caller.uniqueid}"
         message = await next_message(pops, "screen_pop", 20)
@@ -107,6 +109,7 @@ async def test_known_caller_reaches_the_cases_own_agent_with_the_case_popped(rig
 async def test_unknown_caller_gets_a_triage_ticket_found_again_on_the_next_call(rig: Rig):
     rig.desk.change(SYSTEM, rig.agents[0], AgentState.READY)
     await until(lambda: rig.desk.session(rig.agents[0]).inbound)
+    await until(lambda: rig.agents[0] in rig.engine.legs_up)
     first = rig.sim.dialplan.inbound_call("+442079460958", "800", patience=60, talk=2)
     await until(lambda: f"in-{first.uniqueid}" not in rig.engine.inbound.calls
                  and rig.engine.inbound.counters.offered == 1)  # fmt: skip
