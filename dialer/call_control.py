@@ -93,12 +93,16 @@ class CallControl:
         after a reconnect, and agents' legs left up are reported found. Returns the number
         of calls adopted.
         """
-        loop = asyncio.get_running_loop()
         if snapshot is None:
             snapshot = await self.client.core_show_channels()
-        for notice in self._reconcile(snapshot, loop.time()):
+        for notice in self.reconcile_now(snapshot):
             self._out.put_nowait(Decision(notice, 0.0))
         return self.tracker.active + self.inbound.active
+
+    def reconcile_now(self, snapshot: Sequence[CoreShowChannel]) -> list[Notice]:
+        """Apply a CoreShowChannels list and return the notices, for a caller that acts on
+        them at once (the engine's recovery at start) instead of through `notices()`."""
+        return self._reconcile(snapshot, asyncio.get_running_loop().time())
 
     def _reconcile(self, snapshot: Sequence[CoreShowChannel], at: float) -> list[Notice]:
         notices: list[Notice] = [*self.tracker.reconcile(snapshot, at)]

@@ -203,6 +203,8 @@ class CampaignEngine:
         self._drops: deque[float] = deque(maxlen=64)
         self._refusals = 0
         self._stopping = False
+        # Each agent's last recorded state (state, pause reason), read at a restart.
+        self._last_states: dict[int, tuple[str, str | None]] = {}
         desk.listeners.append(self._agent_changed)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -263,6 +265,17 @@ class CampaignEngine:
             for agent_id in list(self.legs_up - busy):
                 with contextlib.suppress(Exception):
                     await self.calls.hangup_agent_leg(agent_id)
+        # Wrap-ups in progress settle their leads as contacted now (the agent's
+        # disposition, saved later, still applies).
+        for session in list(self.desk.sessions.values()):
+            if session.state is AgentState.WRAP_UP and session.attempt_key:
+                campaign_id = next(
+                    (c for c, k in [self._wrapping.get(session.agent_id, (None, ""))]
+                     if k == session.attempt_key), None,
+                )  # fmt: skip
+                campaign = self.campaign(campaign_id)
+                if campaign is not None:
+                    self.ledger.settle_undisposed(session.attempt_key, campaign, self.clock.now())
         await self.ledger.drain()
         async with self.pool.acquire() as conn:
             await release_stale_claims(conn, self.settings.node)
@@ -286,9 +299,9 @@ class CampaignEngine:
         present = {key for item in snapshot if (key := _attempt_key(item.channel)) is not None}
         async with self.pool.acquire() as conn:
             rows = await unended_attempts(conn, self.settings.node)
-            undisposed = await undisposed_connected(conn, self.settings.node) if at_start else []
         now = self.clock.now()
         handled = 0
+        closed_connected: set[str] = set()
         for row in rows:
             if row.key in self.live or row.key in self.agent_calls.calls:
                 continue
@@ -299,8 +312,19 @@ class CampaignEngine:
             if row.key in present:
                 self._adopt(row)
             else:
-                self.ledger.close(recovered_end(row, now), campaign)
+                end = recovered_end(row, now)
+                self.ledger.close(end, campaign)
+                if end.outcome == "completed":
+                    closed_connected.add(row.key)
+        await self.ledger.drain()
+        # Connected calls whose wrap-up nobody follows: every one at start (the wrap-ups
+        # died with the old process), else the ones just closed. Their leads settle as
+        # contacted; the agent's disposition, when it comes, still applies.
+        async with self.pool.acquire() as conn:
+            undisposed = await undisposed_connected(conn, self.settings.node)
         for key, campaign_id in undisposed:
+            if not at_start and key not in closed_connected:
+                continue
             campaign = await self._campaign_by_id(campaign_id)
             if campaign is not None:
                 self.ledger.settle_undisposed(key, campaign, now)
@@ -308,7 +332,12 @@ class CampaignEngine:
         async with self.pool.acquire() as conn:
             keep = [offer.lead.id for offer in self.agent_calls.offers.values()]
             released = await release_stale_claims(conn, self.settings.node, keep)
-        await self.calls.resume(snapshot)
+        if at_start:
+            # After a reconnect the client has already reconciled what it saw; at start
+            # the calls and legs found are taken over now, before any pacing.
+            self._last_states = await _last_agent_states(self.pool)
+            for notice in self.calls.reconcile_now(snapshot):
+                await self.on_notice(notice)
         self.counters.recovered += handled
         if handled or released:
             log.warning("recovery: %d unended attempts adopted or closed, %d claimed leads "
@@ -358,6 +387,14 @@ class CampaignEngine:
         self._extensions.update({r["id"]: r["sip_extension"] for r in rows})
         self.campaigns[campaign.id] = campaign
         self._known[campaign.id] = campaign
+        # Agents already working on this node join it (as they join every campaign of
+        # the node at their first Ready).
+        for session in list(self.desk.sessions.values()):
+            if (
+                session.state is not AgentState.LOGGED_OUT
+                and campaign.id not in session.campaign_ids
+            ):
+                self.desk.assign_campaigns(session.agent_id, session.campaign_ids | {campaign.id})
         live, abandoned = await self._window_record(campaign)
         self.pacer.start(campaign, live, abandoned)
         return campaign
@@ -566,7 +603,10 @@ class CampaignEngine:
                     call.key,
                     arrived=now,
                     deadline=now + limit,
-                    campaign_id=call.campaign_id,
+                    # A call of a campaign stopped meanwhile (or adopted after a restart
+                    # before its campaign resumed) goes to any free agent rather than to
+                    # nobody: a person is on the line.
+                    campaign_id=call.campaign_id if call.campaign_id in self.campaigns else None,
                     case_id=call.lead.case_id,
                     preferred_agent_id=call.preferred_agent_id,
                 )
@@ -593,9 +633,16 @@ class CampaignEngine:
         outcome = notice.outcome
         if call.abandoned and outcome is not CallOutcome.COMPLETED:
             outcome = CallOutcome.ABANDONED
-        if call.live_at is not None and outcome in (CallOutcome.LOST, CallOutcome.FAILED):
-            # A person was on the line and the call vanished while the link was down:
-            # nobody connected them.
+        if (
+            notice.reconciled
+            and call.connected is None
+            and (
+                outcome is CallOutcome.LIVE_ANSWER
+                or (call.live_at is not None and outcome in (CallOutcome.LOST, CallOutcome.FAILED))
+            )
+        ):
+            # Answered, then gone while the link was down, and nobody connected them: what
+            # the debtor heard is unknown, so it counts against the cap (never in favour).
             outcome = CallOutcome.ABANDONED
         now = self.clock.monotonic()
         agent_id = call.agent_id
@@ -894,18 +941,31 @@ class CampaignEngine:
             )
 
     async def _leg_found(self, notice: AgentLegFound) -> None:
-        """A leg a previous process left up: kept for an agent on an adopted call (the
-        agent is put back on that call), hung up otherwise (the agent presses Ready)."""
-        on_call = [c for c in self.live.values() if c.agent_id == notice.agent_id]
-        manual = self.agent_calls.calls_of(notice.agent_id)
-        if not on_call and not manual:
+        """A leg a previous process of this node left up: the agent is taken back as it
+        was. On an adopted call: back on that call. Otherwise, if the agent's last recorded
+        state was ready or a pause, back in it, with the leg (a debtor waiting after the
+        restart is put through at once instead of waiting for a new leg). A leg whose agent
+        had left, or that a newer leg replaced, is hung up."""
+        agent_id = notice.agent_id
+        on_call = [c for c in self.live.values() if c.agent_id == agent_id]
+        manual = self.agent_calls.calls_of(agent_id)
+        last = self._last_states.get(agent_id)
+        newer = self.calls.legs.leg_of(agent_id)
+        idle = self.desk.session(agent_id).state is AgentState.LOGGED_OUT
+        keep_idle = idle and last is not None and last[0] in ("ready", "paused", "wrap_up")
+        if (not on_call and not manual and not keep_idle) or newer is not None:
             with contextlib.suppress(Exception):
                 await self.calls.hangup_channel(notice.channel)
             return
-        self.calls.adopt_agent_leg(notice.agent_id, notice.leg_id, notice.channel)
-        self.legs_up.add(notice.agent_id)
-        call_key, case_id = (on_call[0].key, on_call[0].lead.case_id) if on_call else manual[0]
-        self.desk.restore(SYSTEM, notice.agent_id, AgentState.ON_CALL, case_id, call_key)
+        self.calls.adopt_agent_leg(agent_id, notice.leg_id, notice.channel)
+        self.legs_up.add(agent_id)
+        if on_call or manual:
+            key, case_id = (on_call[0].key, on_call[0].lead.case_id) if on_call else manual[0]
+            self.desk.restore(SYSTEM, agent_id, AgentState.ON_CALL, case_id, key)
+        elif last is not None and last[0] == "paused" and last[1] in self.desk.pause_reasons:
+            self.desk.change(SYSTEM, agent_id, AgentState.PAUSED, pause_reason=last[1])
+        else:
+            self.desk.change(SYSTEM, agent_id, AgentState.READY)
 
     async def _link_changed(self, notice: LinkChanged) -> None:
         now = self.clock.monotonic()
@@ -931,3 +991,14 @@ class CampaignEngine:
 def _attempt_key(ref: ChannelRef) -> str | None:
     """The attempt (or inbound call) a channel of a CoreShowChannels list belongs to."""
     return ref.attempt or attempt_of_uniqueid(ref.uniqueid)
+
+
+async def _last_agent_states(pool: asyncpg.Pool) -> dict[int, tuple[str, str | None]]:
+    """Every agent's last recorded state today (the state log), for taking agents back
+    after a restart."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (agent_id) agent_id, state, pause_reason FROM agent_state_log "
+            "WHERE at > now() - interval '12 hours' ORDER BY agent_id, id DESC"
+        )
+    return {r["agent_id"]: (r["state"], r["pause_reason"]) for r in rows}

@@ -1,0 +1,23 @@
+"""The crash soak, short form: the dialer node is killed with SIGKILL and restarted many
+times, and its AMI link cut, during a predictive campaign against the simulator in its own
+process; nothing may be stranded, doubled, lost from a timeline or miscounted, and the
+abandon rate stays under the cap. `bench/dialer/soak.py` runs the long form."""
+
+from __future__ import annotations
+
+from tests.support.soak import SoakPlan, run_soak
+
+
+async def test_kill_9_and_link_drops_strand_nothing_and_keep_the_cap(postgres_admin_url: str):
+    plan = SoakPlan(virtual_hours=0.3, scale=10.0, kills=8, link_drops=8, agents=12, seed=3)
+    report = await run_soak(postgres_admin_url, plan)
+    print(report.as_json())
+    assert report.kills == plan.kills and report.link_drops == plan.link_drops
+    assert report.attempts > 200 and report.connected > 50  # the campaign really ran
+    assert report.recovered > 0  # and the kills really left calls to recover
+    assert report.unended == 0
+    assert report.stuck_leads == 0
+    assert report.overlapping_leads == 0 and report.overlapping_numbers == 0
+    assert report.connected_off_timeline == 0
+    assert report.counters == report.recount
+    assert max(report.abandon_rates) <= 0.03, report.abandon_rates
