@@ -6,13 +6,13 @@ from core import audit, users
 from core.identity import SYSTEM, Actor, PermissionDenied, Role
 
 
-async def test_passwords_are_hashed_and_checked(conn):
+async def test_passwords_are_hashed_and_checked(pool, conn):
     user = await users.create_user(conn, SYSTEM, "anna", "correct horse", Role.AGENT)
     stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", user.id)
     assert stored.startswith("$argon2id$") and "correct horse" not in stored
-    assert await users.authenticate(conn, "anna", "correct horse") == user
-    assert await users.authenticate(conn, "anna", "wrong") is None
-    assert await users.authenticate(conn, "nobody", "correct horse") is None
+    assert await users.authenticate(pool, "anna", "correct horse") == user
+    assert await users.authenticate(pool, "anna", "wrong") is None
+    assert await users.authenticate(pool, "nobody", "correct horse") is None
 
 
 async def test_only_admins_create_users_and_creation_is_audited(conn):
