@@ -1,5 +1,7 @@
 """The `make demo` path: `pratica demo` on embedded defaults starts, answers, and stops."""
 
+import asyncio
+import re
 from pathlib import Path
 
 import aiohttp
@@ -28,5 +30,15 @@ async def test_demo_starts_with_embedded_database_and_demo_logins(tmp_path: Path
             async with http.get(f"http://127.0.0.1:{port}/api/dialer", headers=headers) as r:
                 dialer = await r.json()
             assert dialer["running"] and dialer["link_up"]
+        # The status line names what the rate divides by in the demo campaign's profile
+        # (Italy: every answered call), with the figure computed over it.
+        async with asyncio.timeout(90):
+            while not (
+                status := [line for line in output if "abandon rate" in line and "% of" in line]
+            ):
+                await asyncio.sleep(1)
+        assert re.search(
+            r"abandon rate \d+\.\d\d% of \d+ calls answered \(ended calls; cap 3%\)", status[-1]
+        ), status[-1]
     # The embedded cluster was stopped with the demo.
     assert not (tmp_path / "var" / "pg" / "postmaster.pid").exists()

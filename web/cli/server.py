@@ -24,6 +24,7 @@ from dialer.leads import load_leads
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import DebtorModel
 from dialer.sim.server import AmiSimulator, SimOptions
+from dialer.stats import abandon_rate_text
 from web.api_agents import DESK
 from web.api_campaigns import STATS
 from web.app import create_app
@@ -180,16 +181,19 @@ async def live_view(app: web.Application, header: list[str], campaign_id: int) -
         logged = sum(1 for s in sessions if s.state is not AgentState.LOGGED_OUT)
         occupancy = talk / (logged * max(now - started, 1.0)) if logged else 0.0
         engine = engine_view(app)
-        stats = app[STATS].snapshot(campaign_id) or {}
-        window = stats.get("windows", {}).get(stats.get("regulatory_window", ""), {})
+        stats = app[STATS].snapshot(campaign_id)
+        # A call counts once it has ended: its outcome is final then.
+        abandon = (
+            f"abandon rate {abandon_rate_text(stats)} (ended calls; cap {stats['abandon_cap']:.0%})"
+            if stats
+            else "abandon rate: no call has ended yet"
+        )
         lines = [
             "agents: " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(states.items())),
             f"dials {engine.get('dialed', 0)}  live answers {engine.get('live', 0)}  "
             f"machines {engine.get('machines', 0)}  connects {engine.get('connected', 0)}  "
             f"abandons {engine.get('abandoned', 0)}  in flight {engine.get('in_flight', 0)}",
-            f"abandon rate {stats.get('abandon_rate', 0.0) * 100:.2f}% of "
-            f"{window.get('live_answers', 0)} ended live answers (cap {stats.get('abandon_cap', 0.03) * 100:.0f}%)"
-            f"   talk occupancy {occupancy:.0%}",
+            f"{abandon}   talk occupancy {occupancy:.0%}",
         ]
         inbound = engine.get("inbound")
         if inbound:
