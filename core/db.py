@@ -160,17 +160,15 @@ async def open_database(
     settings: Settings, packages: Sequence[str] = DEFAULT_MIGRATION_PACKAGES
 ) -> AsyncIterator[Database]:
     """The database for a server or a command: `database.url`, or else the embedded
-    cluster under `data_dir/pg` (started here and stopped on exit). Migrations run first."""
+    cluster under `data_dir/pg`, shared with the other pratica processes using it (started
+    here if none is, stopped on exit by the last one out). Migrations run first."""
     embedded: EmbeddedPostgres | None = None
     url = settings.database.url
     if not url:
         embedded = EmbeddedPostgres(
             settings.data_dir / "pg", settings.database.embedded_port or free_port()
         )
-        if await asyncio.to_thread(lambda: embedded.initialized and embedded.running):
-            log.warning("a previous embedded PostgreSQL was left running; restarting it")
-            await asyncio.to_thread(embedded.stop)
-        await asyncio.to_thread(embedded.start)
+        await asyncio.to_thread(embedded.join)
         url = embedded.url
         log.info(
             "embedded PostgreSQL on 127.0.0.1:%d (data in %s)", embedded.port, embedded.datadir
@@ -190,4 +188,4 @@ async def open_database(
             await pool.close()
     finally:
         if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
+            await asyncio.to_thread(embedded.leave)

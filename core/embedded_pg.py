@@ -1,13 +1,20 @@
 """A private PostgreSQL cluster run from the installed server binaries.
 
 Used by the embedded mode (no DATABASE_URL: the demo, a single-machine install) and by the
-test fixtures. Its settings (BULK_SETTINGS) are sized for bulk portfolio imports. PostgreSQL refuses to run as root, so when we are root the server commands
-run as the `postgres` system user and the data directory is owned by it.
+test fixtures. Its settings (BULK_SETTINGS) are sized for bulk portfolio imports.
+PostgreSQL refuses to run as root, so when we are root the server commands run as the
+`postgres` system user and the data directory is owned by it.
+
+Several `pratica` processes may use one cluster at once (the demo running, `pratica
+export` in a second terminal): `join` and `leave` share it, see `EmbeddedPostgres.join`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
+import logging
 import os
 import pwd
 import shutil
@@ -15,7 +22,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -82,6 +92,7 @@ class EmbeddedPostgres:
         self.fast = fast
         self.bindir = find_bindir()
         self._run_as = self._system_user()
+        self._user_lock: int | None = None  # file descriptor while joined
 
     @staticmethod
     def _system_user() -> str | None:
@@ -243,3 +254,108 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(
                 f"pg_ctl stop failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
             )
+
+    # Sharing the cluster between processes. Two lock files beside the data directory
+    # (not in it: initdb wants it empty), locked with flock, which the kernel releases
+    # when a process dies however it dies, and which the postmaster does not inherit
+    # (Python's descriptors are close-on-exec):
+    # - `<datadir>.users`: every process using the cluster holds a shared lock on it, so
+    #   "nobody holds it" means that nobody alive uses the cluster;
+    # - `<datadir>.control`: held exclusively while one process decides to start, attach,
+    #   or stop, so those decisions never interleave.
+
+    def _lock_path(self, kind: str) -> Path:
+        return self.datadir.with_name(f"{self.datadir.name}.{kind}")
+
+    @contextlib.contextmanager
+    def _control(self, timeout: float) -> Iterator[None]:
+        path = self._lock_path("control")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise EmbeddedPostgresError(
+                            f"another pratica command has been starting or stopping the "
+                            f"embedded PostgreSQL in {self.datadir} for {timeout:.0f} s"
+                        ) from None
+                    time.sleep(0.1)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def running_port(self) -> int | None:
+        """The port of the postmaster running on this data directory, None when none is
+        (its pid file gone, or naming a process that is not alive)."""
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, another user's (the postgres user's, when we are not root)
+        return port if self.running else None
+
+    def join(self, timeout: float = 120.0) -> bool:
+        """Use the cluster from this process until `leave`: attach to it when another live
+        pratica process is using it (this object's port becomes the running cluster's),
+        else start it, first stopping a cluster that a dead process left running.
+        Returns True when this call started the cluster."""
+        if self._user_lock is not None:
+            raise EmbeddedPostgresError("this process has already joined the cluster")
+        with self._control(timeout):
+            fd = os.open(self._lock_path("users"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    alone = True
+                except BlockingIOError:
+                    alone = False
+                port = self.running_port()
+                started = False
+                if alone or port is None:
+                    if alone and port is not None:
+                        log.warning(
+                            "an embedded PostgreSQL was left running by a process that is "
+                            "gone; restarting it"
+                        )
+                        self.stop()
+                    self.start(timeout)
+                    started = True
+                else:
+                    log.info("using the embedded PostgreSQL another pratica process runs")
+                    self.port = port
+                # Under the control lock no one else can slip in between.
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._user_lock = fd
+            return started
+
+    def leave(self, timeout: float = 120.0) -> bool:
+        """Stop using the cluster; the last process to leave stops it. Returns True when
+        this call stopped it."""
+        fd = self._user_lock
+        if fd is None:
+            return False
+        with self._control(timeout):
+            self._user_lock = None
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False  # still in use by another process
+                self.stop()
+                return True
+            finally:
+                os.close(fd)

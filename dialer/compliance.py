@@ -17,14 +17,28 @@ class AbandonWindow(enum.StrEnum):
     CAMPAIGN = "campaign"
 
 
+class AbandonDenominator(enum.StrEnum):
+    """What a profile divides abandoned calls by. The value is the name every view shows
+    next to the rate ("2.10% of 1,000 calls answered"), so the label cannot say one thing
+    while the figure is computed over another; `dialer.stats` computes it."""
+
+    # US: live answers (answering machines are not counted).
+    LIVE_PERSON = "calls answered by a live person"
+    # UK: live answers plus the people the machine detector took for machines (the
+    # profile's evidenced estimate), who are also counted as abandoned.
+    LIVE_CALLS = "live calls"
+    # Italy: every answered call, answering machines included.
+    ANSWERED = "calls answered"
+
+
 @dataclass(frozen=True)
 class ComplianceProfile:
     code: str
     # Which window the abandon cap is measured over, and the cap itself (a fraction).
     abandon_window: AbandonWindow
     abandon_cap: float
-    # What the denominator counts: live answers (US, UK) or all answered calls (IT).
-    denominator_includes_machines: bool
+    # What the abandon rate divides by.
+    abandon_denominator: AbandonDenominator
     # Seconds a live answer may wait for an agent before it counts as abandoned.
     connect_limit: float
     # An unanswered call must ring at least this long before the dialer gives up.
@@ -42,7 +56,7 @@ PROFILES: dict[str, ComplianceProfile] = {
         code="US",
         abandon_window=AbandonWindow.THIRTY_DAYS,
         abandon_cap=0.03,
-        denominator_includes_machines=False,
+        abandon_denominator=AbandonDenominator.LIVE_PERSON,
         connect_limit=2.0,
         min_ring_seconds=15,
         abandon_redial_embargo=timedelta(0),
@@ -53,7 +67,7 @@ PROFILES: dict[str, ComplianceProfile] = {
         code="UK",
         abandon_window=AbandonWindow.DAY,
         abandon_cap=0.03,
-        denominator_includes_machines=False,
+        abandon_denominator=AbandonDenominator.LIVE_CALLS,
         connect_limit=2.0,
         min_ring_seconds=15,
         abandon_redial_embargo=timedelta(hours=72),
@@ -64,7 +78,7 @@ PROFILES: dict[str, ComplianceProfile] = {
         code="IT",
         abandon_window=AbandonWindow.CAMPAIGN,
         abandon_cap=0.03,
-        denominator_includes_machines=True,
+        abandon_denominator=AbandonDenominator.ANSWERED,
         connect_limit=2.0,
         min_ring_seconds=0,
         abandon_redial_embargo=timedelta(days=5),

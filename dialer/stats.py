@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dialer.compliance import AbandonWindow, ComplianceProfile
+from dialer.compliance import AbandonDenominator, AbandonWindow, ComplianceProfile
 
 
 class Tally(enum.StrEnum):
@@ -84,23 +84,34 @@ class CampaignStats:
             raise ValueError(f"unknown window {which!r}")
         return out
 
-    def abandon_rate(self, counts: Mapping[Tally, int]) -> float:
-        """Abandoned / the profile's denominator (live answers, or all answered calls)."""
+    def abandon_counts(self, counts: Mapping[Tally, int]) -> tuple[float, float]:
+        """(abandoned calls, the profile's denominator) as the profile counts them."""
         abandons: float = counts.get(Tally.ABANDON, 0)
+        live: float = counts.get(Tally.LIVE, 0)
         machines = counts.get(Tally.MACHINE, 0)
-        if self.profile.code == "UK":
-            abandons += machines * self.amd_false_positive_rate
-        denominator = counts.get(Tally.LIVE, 0)
-        if self.profile.denominator_includes_machines:
-            denominator += machines
-        return abandons / denominator if denominator else 0.0
+        denominator = self.profile.abandon_denominator
+        if denominator is AbandonDenominator.LIVE_CALLS:
+            # People hung up on as machines: abandoned, and live calls all the same.
+            people = machines * self.amd_false_positive_rate
+            return abandons + people, live + people
+        if denominator is AbandonDenominator.ANSWERED:
+            return abandons, live + machines
+        return abandons, live
+
+    def abandon_rate(self, counts: Mapping[Tally, int]) -> float:
+        """Abandoned / the profile's denominator (`ComplianceProfile.abandon_denominator`)."""
+        abandons, base = self.abandon_counts(counts)
+        return abandons / base if base else 0.0
 
     def snapshot(self, now: datetime) -> dict[str, Any]:
         windows: dict[str, Any] = {}
         for name in (AbandonWindow.DAY, AbandonWindow.THIRTY_DAYS, AbandonWindow.CAMPAIGN, "hour"):
             counts = self.window(name, now)
+            abandons, base = self.abandon_counts(counts)
             windows[str(name)] = {
                 **{t.value: counts.get(t, 0) for t in Tally},
+                "abandons_counted": round(abandons, 1),
+                "abandon_base": round(base, 1),
                 "abandon_rate": round(self.abandon_rate(counts), 5),
             }
         regulatory = windows[str(self.profile.abandon_window)]
@@ -110,6 +121,8 @@ class CampaignStats:
             "regulatory_window": str(self.profile.abandon_window),
             "abandon_rate": regulatory["abandon_rate"],
             "abandon_cap": self.profile.abandon_cap,
+            # What abandon_base counts in every window, named for people.
+            "abandon_denominator": str(self.profile.abandon_denominator),
             "windows": windows,
             "contacts_by_hour": self.contacts_by_hour(),
         }
@@ -134,6 +147,16 @@ class CampaignStats:
                 }
             )
         return rows
+
+
+def abandon_rate_text(snapshot: Mapping[str, Any], window: str | None = None) -> str:
+    """The rate with what it is a share of, as every view shows it: "2.10% of 1000 calls
+    answered" (the profile's regulatory window unless `window` is given)."""
+    counts = snapshot["windows"][window or snapshot["regulatory_window"]]
+    return (
+        f"{counts['abandon_rate'] * 100:.2f}% of {counts['abandon_base']:.0f} "
+        f"{snapshot['abandon_denominator']}"
+    )
 
 
 def tallies_for_attempt(outcome: str, amd_result: str | None, answered: bool) -> list[Tally]:

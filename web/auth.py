@@ -7,8 +7,10 @@ Sessions come from the `pratica_session` cookie or an `Authorization: Bearer` he
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -29,12 +31,18 @@ H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
 
 class LoginThrottle:
     """Slows password guessing: after `limit` failures for a username or a client address
-    within `window` seconds, further attempts are refused until the window passes."""
+    within `window` seconds, further attempts are refused until the window passes.
+
+    Attempts still being checked count as failures for their key until they end (a check
+    waits its turn in the hashing threads, so a burst of guesses would otherwise all pass
+    before the first failure is counted); only usernames are tracked this way, not addresses:
+    many agents behind one address log in at once at the start of a shift."""
 
     def __init__(self, limit: int = 5, window: float = 900.0):
         self.limit = limit
         self.window = window
         self.failures: dict[str, list[float]] = {}
+        self.checking: Counter[str] = Counter()
 
     def _recent(self, key: str, now: float) -> list[float]:
         recent = [t for t in self.failures.get(key, []) if now - t < self.window]
@@ -51,7 +59,20 @@ class LoginThrottle:
             recent = self._recent(key, now)
             if len(recent) >= self.limit:
                 wait = max(wait, self.window - (now - recent[0]))
+            elif len(recent) + self.checking[key] >= self.limit:
+                wait = max(wait, 1.0)  # the attempts being checked will tell
         return wait
+
+    @contextlib.contextmanager
+    def check(self, key: str) -> Iterator[None]:
+        """An attempt for `key` is being checked (counted by `retry_after` meanwhile)."""
+        self.checking[key] += 1
+        try:
+            yield
+        finally:
+            self.checking[key] -= 1
+            if not self.checking[key]:
+                del self.checking[key]
 
     def failed(self, keys: list[str], now: float) -> None:
         for key in keys:
@@ -149,10 +170,15 @@ async def login(request: web.Request) -> web.Response:
         response = json_error(429, "too_many_attempts", "too many failed logins; try again later")
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
-    async with request.app[POOL].acquire() as conn:
-        user = await users.authenticate(conn, username, password)
+    pool = request.app[POOL]
+    with throttle.check(keys[0]):
+        user = await users.authenticate(pool, username, password)
+    if user is None:
+        throttle.failed(keys, clock.monotonic())
+    else:
+        throttle.succeeded(keys[:1])
+    async with pool.acquire() as conn:
         if user is None:
-            throttle.failed(keys, clock.monotonic())
             await audit.record(
                 conn,
                 Actor(None, "anonymous", Role.AGENT),
@@ -163,7 +189,6 @@ async def login(request: web.Request) -> web.Response:
                 outcome="refused",
             )
             return json_error(401, "bad_credentials", "wrong username or password")
-        throttle.succeeded(keys[:1])
         token = await users.open_session(conn, user, clock.now())
         await audit.record(conn, user.actor, "session.login", "user", user.id)
     response = web.json_response(

@@ -18,23 +18,35 @@ Redirect into the agent's conference is written to the socket. Two populations:
   up (bounded by the 2 s connect limit): agent availability, not engine latency; for
   these the engine's part is from the agent becoming ready (desk listener) to the Redirect.
 
+With `--login-storm N`, the server's login endpoint (`web.auth`, on the engine's pool, in
+the engine's process and event loop, as in `pratica serve`) is served as well, and during
+the measurement another process keeps N logins in flight (each client logs in again as
+soon as it is answered, as the agents): password checks compete with the dialer for the
+loop, the pool and the cores. The event loop's lag (overshoot of a 10 ms timer) is
+reported in every run.
+
 Run: `nice -n 10 .venv/bin/python -m bench.dialer.redirect_latency [--lines 200 --agents 100
---minutes 10 --scale 1 --talk 60]`.
+--minutes 10 --scale 1 --talk 60] [--login-storm 10]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.cpu import cluster_cpu, process_cpu
+import aiohttp
+from aiohttp import web
+
+from bench.cpu import cluster_cpu, process_cpu, reference_ms
 from bench.dialer.common import (
     Dialer,
     build_campaign,
@@ -50,6 +62,9 @@ from dialer.call_control import JOIN_AGENT_CONTEXT
 from dialer.call_notices import CallNotice, LiveAnswer
 from dialer.campaigns import Campaign, DialMode
 from dialer.sim.clock import ScaledClock
+from web import auth
+from web.errors import error_middleware
+from web.keys import CLOCK, POOL
 
 
 class FixedLines:
@@ -159,6 +174,91 @@ class Probe:
         manager.send_action = observed_send_action
 
 
+class LoopLag:
+    """Overshoot of a 10 ms timer on the event loop: how long the loop was kept from
+    anything else it had to do (a live answer to put through, for one)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            self.samples.append(loop.time() - t0 - 0.01)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._tick())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+@contextlib.asynccontextmanager
+async def login_server(dialer: Dialer, clock: ScaledClock) -> AsyncIterator[int]:
+    """The server's login endpoint (and /healthz) on the engine's pool and event loop, as
+    `web.app` wires them; yields its port."""
+    app = web.Application(middlewares=[error_middleware, auth.auth_middleware])
+    app[POOL] = dialer.pool
+    app[CLOCK] = clock
+
+    @auth.public
+    async def health(request: web.Request) -> web.Response:
+        async with request.app[POOL].acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        return web.json_response({"status": "ok"})
+
+    app.router.add_get("/healthz", health)
+    auth.setup(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def storm(url: str, clients: int, seconds: float) -> dict[str, object]:
+    """`clients` agents logging in over and over for `seconds` (the storm's own process)."""
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+
+    async def client(n: int, session: aiohttp.ClientSession) -> None:
+        while loop.time() < end:
+            t0 = loop.time()
+            async with session.post(
+                f"{url}/api/login", json={"username": f"agent{n}", "password": "bench-password"}
+            ) as response:
+                await response.read()
+            latencies.append(loop.time() - t0)
+            statuses[response.status] += 1
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        await asyncio.gather(*(client(n, session) for n in range(clients)))
+    return {
+        "clients": clients,
+        "logins": sum(statuses.values()),
+        "statuses": dict(statuses),
+        "login_latency_ms": ms(latencies),
+    }
+
+
+async def start_storm(port: int, clients: int, seconds: float) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.dialer.redirect_latency", "--storm-client",
+        f"http://127.0.0.1:{port}", "--login-storm", str(clients), "--storm-seconds",
+        str(seconds), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     start = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
     with private_postgres() as (url, datadir):
@@ -176,10 +276,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         clock = ScaledClock(args.scale, start)
         loop = asyncio.get_running_loop()
+        lag = LoopLag()
+        storm_result: dict[str, object] | None = None
         try:
-            async with running_engine(
-                url, port, clock, pacer, campaign, agent_ids, args.wrap, [attach]
-            ) as dialer:
+            async with (
+                running_engine(
+                    url, port, clock, pacer, campaign, agent_ids, args.wrap, [attach]
+                ) as dialer,
+                login_server(dialer, clock) as login_port,
+            ):
                 engine = dialer.engine
                 # Warm-up: the lines fill and the first talks end before measuring.
                 await asyncio.sleep(args.warmup / args.scale)
@@ -190,16 +295,27 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 before = {k: getattr(engine.counters, k) for k in ("dialed", "live", "abandoned")}
                 cpu0, pg0, sim0 = time.process_time(), cluster_cpu(datadir), process_cpu(sim.pid)
                 t0 = loop.time()
+                seconds = args.minutes * 60 / args.scale
+                stormer = (
+                    await start_storm(login_port, args.login_storm, seconds)
+                    if args.login_storm
+                    else None
+                )
+                lag.start()
                 up: list[int] = []
                 states: Counter[str] = Counter()
-                while (loop.time() - t0) * args.scale < args.minutes * 60:
+                while loop.time() - t0 < seconds:
                     await asyncio.sleep(0.5)
                     up.append(len(engine.live))
                     states.update(s.state.value for s in dialer.desk.sessions.values())
+                lag.stop()
                 elapsed = loop.time() - t0
                 cpu = time.process_time() - cpu0
                 pg = cluster_cpu(datadir) - pg0
                 sim_cpu = process_cpu(sim.pid) - sim0
+                if stormer is not None:
+                    out, _ = await stormer.communicate()
+                    storm_result = json.loads(out)
                 counters = engine.counters
                 done = {
                     k: getattr(counters, k) - v for k, v in before.items()
@@ -210,6 +326,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await sim.wait()
     n = max(1, len(up))
     return {
+        "speed_reference_ms": round(reference_ms(), 1),
         "lines": args.lines,
         "agents": args.agents,
         "debtor_talk_median_s": args.talk,
@@ -232,6 +349,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "after_waiting_agent_ready_to_redirect_written": ms(probe.ready_to_redirect),
         },
         "engine_counter_live_to_redirect_answered_ms": ms(live_to_redirect),
+        "event_loop_lag_ms": ms(lag.samples),
+        "login_storm": storm_result,
         "cpu_seconds": {
             "engine_process": round(cpu, 1),
             "postgres": round(pg, 1),
@@ -254,8 +373,19 @@ def main() -> None:
     parser.add_argument("--wrap", type=float, default=10.0, help="wrap-up limit, seconds")
     parser.add_argument("--talk", type=float, default=60.0, help="debtors' median talk, s")
     parser.add_argument("--leads", type=int, default=50_000)
+    parser.add_argument(
+        "--login-storm", type=int, default=0, metavar="N", help="logins kept in flight"
+    )
+    parser.add_argument("--storm-client", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--storm-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args)), indent=2))
+    if args.login_storm > args.agents:
+        parser.error("--login-storm: at most one login per agent (--agents)")
+    if args.storm_client:
+        result = asyncio.run(storm(args.storm_client, args.login_storm, args.storm_seconds))
+    else:
+        result = asyncio.run(run(args))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,3 +26,27 @@ async def test_the_embedded_cluster_is_durable_and_sized_for_imports(tmp_path: P
             await conn.close()
     finally:
         server.stop()
+
+
+async def test_processes_share_the_cluster_and_the_last_one_out_stops_it(tmp_path: Path) -> None:
+    # Two users of one data directory (flock locks are per open file, so two objects in
+    # one process share it as two processes do), each configured with its own port.
+    first = EmbeddedPostgres(tmp_path / "pg", free_port())
+    second = EmbeddedPostgres(tmp_path / "pg", free_port())
+    assert first.join() is True
+    try:
+        assert second.join() is False
+        assert second.port == first.port  # attached to the running cluster
+        conn = await asyncpg.connect(first.url)
+        try:
+            assert first.leave() is False  # the second still uses it
+            assert await conn.fetchval("SELECT 1") == 1
+        finally:
+            await conn.close()
+        assert second.leave() is True
+        assert second.running_port() is None
+        assert not (tmp_path / "pg" / "postmaster.pid").exists()
+    finally:
+        first.leave()
+        second.leave()
+        first.stop()

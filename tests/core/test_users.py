@@ -1,3 +1,5 @@
+import os
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -6,13 +8,13 @@ from core import audit, users
 from core.identity import SYSTEM, Actor, PermissionDenied, Role
 
 
-async def test_passwords_are_hashed_and_checked(conn):
+async def test_passwords_are_hashed_and_checked(pool, conn):
     user = await users.create_user(conn, SYSTEM, "anna", "correct horse", Role.AGENT)
     stored = await conn.fetchval("SELECT password_hash FROM users WHERE id = $1", user.id)
     assert stored.startswith("$argon2id$") and "correct horse" not in stored
-    assert await users.authenticate(conn, "anna", "correct horse") == user
-    assert await users.authenticate(conn, "anna", "wrong") is None
-    assert await users.authenticate(conn, "nobody", "correct horse") is None
+    assert await users.authenticate(pool, "anna", "correct horse") == user
+    assert await users.authenticate(pool, "anna", "wrong") is None
+    assert await users.authenticate(pool, "nobody", "correct horse") is None
 
 
 async def test_only_admins_create_users_and_creation_is_audited(conn):
@@ -40,3 +42,13 @@ async def test_sessions_expire(conn):
     assert await users.session_user(conn, token, now + timedelta(hours=13)) is None
     await users.close_session(conn, token)
     assert await users.session_user(conn, token, now) is None
+
+
+async def test_passwords_are_hashed_in_threads_that_yield_to_the_event_loop():
+    assert (await users.hash_off_loop("long enough")).startswith("$argon2id$")
+    hashing = [t for t in threading.enumerate() if t.name.startswith("password-hash")]
+    assert 1 <= len(hashing) <= users.HASHING_THREADS
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for thread in hashing:
+        assert thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(19, ours + 10)

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from dialer.compliance import PROFILES, AbandonWindow
-from dialer.stats import CampaignStats, Tally, rebuild, tallies_for_attempt
+from dialer.stats import CampaignStats, Tally, abandon_rate_text, rebuild, tallies_for_attempt
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -37,10 +37,32 @@ def test_profiles_measure_differently():
     for stats in (uk, it):
         feed(stats, T0, live=100, abandons=2, machines=50)
     counts_uk = uk.window(AbandonWindow.DAY, T0)
-    # UK adds the estimated AMD false positives (5 of 50 machines) to the abandons.
-    assert uk.abandon_rate(counts_uk) == 0.07
+    # UK: the people AMD took for machines (an estimate: 5 of 50) were live calls the
+    # dialer ended: abandoned calls, and live calls in the denominator too.
+    assert uk.abandon_rate(counts_uk) == 7 / 105
     # Italy divides by every answered call, machines included.
     assert round(it.abandon_rate(it.window(AbandonWindow.CAMPAIGN, T0)), 4) == round(2 / 150, 4)
+
+
+def test_every_profile_names_its_denominator_and_the_rate_is_computed_over_it():
+    us = CampaignStats(1, PROFILES["US"], amd_false_positive_rate=0.1)
+    uk = CampaignStats(2, PROFILES["UK"], amd_false_positive_rate=0.1)
+    it = CampaignStats(3, PROFILES["IT"], amd_false_positive_rate=0.1)
+    for stats in (us, uk, it):
+        feed(stats, T0, live=100, abandons=2, machines=50)
+    shown = {}
+    for stats in (us, uk, it):
+        snap = stats.snapshot(T0)
+        window = snap["windows"][snap["regulatory_window"]]
+        assert snap["abandon_rate"] == round(window["abandons_counted"] / window["abandon_base"], 5)
+        shown[stats.profile.code] = abandon_rate_text(snap)
+    assert shown == {
+        "US": "2.00% of 100 calls answered by a live person",
+        "UK": "6.67% of 105 live calls",
+        "IT": "1.33% of 150 calls answered",
+    }
+    # The current hour, as the supervisor's view shows it too.
+    assert abandon_rate_text(it.snapshot(T0), "hour") == "1.33% of 150 calls answered"
 
 
 def test_snapshot_and_contacts_by_hour():

@@ -14,12 +14,15 @@ PRATICA = str(Path(sys.executable).parent / "pratica")
 
 
 @asynccontextmanager
-async def running_demo(data_dir: Path, port: int, *extra: str) -> AsyncIterator[list[str]]:
-    """Start the demo on embedded defaults and yield its output up to the ready banner;
-    on exit stop it with Ctrl-C and check that it stopped cleanly."""
+async def running_demo(
+    data_dir: Path, port: int, *extra: str, settings: dict[str, str] | None = None
+) -> AsyncIterator[list[str]]:
+    """Start the demo on embedded defaults (plus `settings`, environment variables) and
+    yield its output up to the ready banner; on exit stop it with Ctrl-C and check that it
+    stopped cleanly."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("PRATICA_", "DATABASE_", "REDIS_"))
-    }
+    } | (settings or {})
     proc = await asyncio.create_subprocess_exec(
         PRATICA, "--data-dir", str(data_dir), "demo", "--port", str(port), *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,

@@ -1,3 +1,5 @@
+import asyncio
+
 from aiohttp.test_utils import TestClient
 
 from core import users
@@ -55,3 +57,15 @@ async def test_repeated_failures_are_throttled(client: TestClient):
         assert r.status == 401
     r = await client.post("/api/login", json={"username": "agent9", "password": "password1"})
     assert r.status == 429 and int(r.headers["Retry-After"]) > 0
+
+
+async def test_concurrent_guesses_are_throttled_while_they_are_checked(client: TestClient):
+    # Passwords are checked off the event loop, one after the other: guesses sent all at
+    # once must not all be let through before the first failures are counted.
+    await _user(client, "agent10", Role.AGENT)
+    guesses = [
+        client.post("/api/login", json={"username": "agent10", "password": f"guess{n}"})
+        for n in range(12)
+    ]
+    statuses = sorted(r.status for r in await asyncio.gather(*guesses))
+    assert statuses == [401] * 5 + [429] * 7

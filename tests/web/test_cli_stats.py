@@ -1,6 +1,7 @@
 import asyncio
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp.test_utils import TestServer
@@ -8,6 +9,8 @@ from aiohttp.test_utils import TestServer
 from core import users
 from core.identity import SYSTEM, Role
 from core.settings import load_settings
+from dialer.compliance import PROFILES
+from dialer.stats import CampaignStats, Tally
 from web.app import create_app
 from web.cli.stats import render
 from web.keys import POOL
@@ -16,28 +19,18 @@ PRATICA = str(Path(sys.executable).parent / "pratica")
 
 
 def test_render_flags_a_campaign_over_its_cap():
-    stats = {
-        "profile": "UK",
-        "regulatory_window": "24h",
-        "abandon_rate": 0.031,
-        "abandon_cap": 0.03,
-        "windows": {
-            "24h": {
-                "dials": 900,
-                "live_answers": 200,
-                "machines": 50,
-                "connects": 193,
-                "abandons": 7,
-                "promises": 12,
-            },
-            "hour": {"abandon_rate": 0.02, "live_answers": 50},
-        },
-    }
+    stats = CampaignStats(1, PROFILES["UK"], amd_false_positive_rate=0.02)
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    for tally, count in [(Tally.DIAL, 900), (Tally.LIVE, 200), (Tally.MACHINE, 50),
+                         (Tally.CONNECT, 193), (Tally.ABANDON, 6), (Tally.PROMISE, 12)]:  # fmt: skip
+        stats.add(tally, now, count)
     text = render(
-        [{"id": 1, "name": "Spring", "mode": "predictive", "stats": stats}],
+        [{"id": 1, "name": "Spring", "mode": "predictive", "stats": stats.snapshot(now)}],
         [{"state": "on_call"}, {"state": "ready"}, {"state": "logged_out"}],
     )
-    assert "abandon rate  3.10% (cap 3%: OVER CAP)" in text
+    # UK: 6 abandons + 1 person taken for a machine, of 200 + 1 live calls.
+    assert "abandon rate 3.48% of 201 live calls (cap 3%: OVER CAP)" in text
+    assert "this hour 3.48% of 201 live calls" in text
     assert "talking 1/2" in text and "dials    900" in text
     inbound = {"offered": 9, "connected": 6, "waiting": 1, "abandoned": 1, "timed_out": 1,
                "triage": 2, "callbacks": 2, "longest_wait_seconds": 75.4}  # fmt: skip

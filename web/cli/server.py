@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,9 +25,11 @@ from dialer.leads import load_leads
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import DebtorModel
 from dialer.sim.server import AmiSimulator, SimOptions
+from dialer.stats import abandon_rate_text
 from web.api_agents import DESK
 from web.api_campaigns import STATS
 from web.app import create_app
+from web.cli.sim_pbx import DEFAULT_SECRET as SIM_SECRET
 from web.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
 from web.dialer_runtime import WRAP_LIMITS, engine_view
 from web.keys import CLOCK, POOL
@@ -41,8 +44,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="run everything embedded with demo users and data")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--time-scale", type=float, default=5.0, help="virtual seconds per real second")
+    p.add_argument("--time-scale", type=float,
+                   help="virtual seconds per real second (default 5; 1 with --ami)")  # fmt: skip
+    p.add_argument("--ami", metavar="HOST:PORT",
+                   help="use this Asterisk (or `pratica sim-pbx`) instead of starting the "
+                   "simulator; credentials from [ami] username and secret")  # fmt: skip
     p.set_defaults(func=cmd_demo)
+
+
+def _ami_address(value: str) -> tuple[str, int]:
+    """HOST:PORT of an AMI to use; CommandError when malformed or unreachable."""
+    from web.cli import CommandError
+
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"--ami {value!r}: expected HOST:PORT, e.g. 127.0.0.1:5038")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise CommandError(f"--ami {value}: cannot connect ({exc.strerror or exc})") from None
+    return host, int(port)
 
 
 def _with_overrides(args: argparse.Namespace, **more: Any) -> Settings:
@@ -90,12 +111,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    scale = float(args.time_scale)
+    # An outside PBX keeps real time (give `pratica sim-pbx --time-scale` the same figure).
+    scale = float(args.time_scale if args.time_scale is not None else 1.0 if args.ami else 5.0)
     if scale <= 0:
         print("pratica: --time-scale must be positive", file=sys.stderr)
         return 2
-    sim_port = free_port()
-    settings = _with_overrides(args, ami__host="127.0.0.1", ami__port=sim_port, ami__secret="pratica-sim",
+    ami_settings: Settings = args.settings
+    if args.ami:
+        # The demo's dialing contexts are in asterisk_conf/extensions.conf (and the simulator).
+        ami_host, ami_port = _ami_address(args.ami)
+        ami_secret = ami_settings.ami.secret or SIM_SECRET
+    else:
+        ami_host, ami_port, ami_secret = "127.0.0.1", free_port(), SIM_SECRET
+    settings = _with_overrides(args, ami__host=ami_host, ami__port=ami_port, ami__secret=ami_secret,
                                ami__dial_template="Local/{number}@sim-debtors",
                                ami__agent_dial_template="Local/{agent_id}@sim-agents",
                                # The demo runs at any hour of the day (simulated debtors).
@@ -105,19 +133,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Every call would log a line; the live view shows the numbers instead.
     for noisy in ("dialer", "panoramisk", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    simulator = AmiSimulator(
-        SimOptions(
-            port=sim_port,
-            time_scale=scale,
-            secret="pratica-sim",
-            auth_fail_delay=0.1,
-            start=clock.now(),
-            debtors=DebtorModel(talk_median=90.0),
-            inbound_per_hour=30.0,
-        )  # fmt: skip
+    simulator = (
+        None
+        if args.ami
+        else AmiSimulator(
+            SimOptions(
+                port=ami_port,
+                time_scale=scale,
+                secret=SIM_SECRET,
+                auth_fail_delay=0.1,
+                start=clock.now(),
+                debtors=DebtorModel(talk_median=90.0),
+                inbound_per_hour=30.0,
+            )  # fmt: skip
+        )
     )
 
     async def run() -> None:
+        if simulator is None:
+            await run_server(settings, started, clock=clock, prepare=prepare)
+            return
         await simulator.start()
         try:
             await run_server(settings, started, clock=clock, prepare=prepare)
@@ -148,7 +183,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"Pratica demo is running: {url}",
             "Demo logins (password for all: " + DEMO_PASSWORD + "):",
             *(f"  {username:<12} {role}" for username, role in DEMO_USERS),
-            f"AMI simulator on 127.0.0.1:{sim_port}; time runs {scale:g}x faster than real time.",
+            (
+                f"AMI at {ami_host}:{ami_port} (user {settings.ami.username})"
+                if args.ami
+                else f"AMI simulator on 127.0.0.1:{ami_port}"
+            )
+            + f"; time runs {scale:g}x faster than real time.",
             f"Campaign {campaign_id} dials with {len(simulated)} simulated agents; "
             "log in as agent1 and press Ready to take calls too. Stop with Ctrl-C.",
         ]
@@ -180,16 +220,19 @@ async def live_view(app: web.Application, header: list[str], campaign_id: int) -
         logged = sum(1 for s in sessions if s.state is not AgentState.LOGGED_OUT)
         occupancy = talk / (logged * max(now - started, 1.0)) if logged else 0.0
         engine = engine_view(app)
-        stats = app[STATS].snapshot(campaign_id) or {}
-        window = stats.get("windows", {}).get(stats.get("regulatory_window", ""), {})
+        stats = app[STATS].snapshot(campaign_id)
+        # A call counts once it has ended: its outcome is final then.
+        abandon = (
+            f"abandon rate {abandon_rate_text(stats)} (ended calls; cap {stats['abandon_cap']:.0%})"
+            if stats
+            else "abandon rate: no call has ended yet"
+        )
         lines = [
             "agents: " + "  ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(states.items())),
             f"dials {engine.get('dialed', 0)}  live answers {engine.get('live', 0)}  "
             f"machines {engine.get('machines', 0)}  connects {engine.get('connected', 0)}  "
             f"abandons {engine.get('abandoned', 0)}  in flight {engine.get('in_flight', 0)}",
-            f"abandon rate {stats.get('abandon_rate', 0.0) * 100:.2f}% of "
-            f"{window.get('live_answers', 0)} ended live answers (cap {stats.get('abandon_cap', 0.03) * 100:.0f}%)"
-            f"   talk occupancy {occupancy:.0%}",
+            f"{abandon}   talk occupancy {occupancy:.0%}",
         ]
         inbound = engine.get("inbound")
         if inbound:

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from dialer.stats import abandon_rate_text
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("stats", help="live campaign and agent numbers of a running server")
@@ -49,7 +51,6 @@ def render(
     for c in campaigns:
         s = c["stats"]
         reg = s["windows"][s["regulatory_window"]]
-        hour = s["windows"]["hour"]
         rate = s["abandon_rate"]
         cap = s["abandon_cap"]
         flag = "OVER CAP" if rate > cap else ("near cap" if rate > cap * 0.8 else "ok")
@@ -59,8 +60,8 @@ def render(
             f"  {s['regulatory_window']:>4}: dials {reg['dials']:>6}  live {reg['live_answers']:>5}  "
             f"machines {reg['machines']:>5}  connects {reg['connects']:>5}  abandons {reg['abandons']:>4}  "
             f"promises {reg['promises']:>4}",
-            f"  abandon rate {rate * 100:5.2f}% (cap {cap * 100:.0f}%: {flag})   "
-            f"this hour {hour['abandon_rate'] * 100:5.2f}% of {hour['live_answers']} live",
+            f"  abandon rate {abandon_rate_text(s)} (cap {cap * 100:.0f}%: {flag})   "
+            f"this hour {abandon_rate_text(s, 'hour')}",
         ]
     return "\n".join(lines)
 
