@@ -91,6 +91,9 @@ async def get_case(request: web.Request) -> web.Response:
         card = await cases.case_card(conn, case_id)
         workflow, status = await workflow_of_case(conn, case_id)
     card["status_label"] = workflow.status(status).label
+    # Whether the debtor may be contacted about this case at all (paid, closed, withdrawn:
+    # no); the dialer refuses such cases whatever a phone's flags say.
+    card["contactable"] = not workflow.status(status).no_contact
     card["allowed_statuses"] = [
         {"code": s.code, "label": s.label} for s in workflow.allowed_after(status, user.role)
     ]
