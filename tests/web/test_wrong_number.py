@@ -104,3 +104,26 @@ async def test_a_campaign_call_disposed_wrong_number_moves_the_lead_to_the_next_
     async with client.app[POOL].acquire() as conn:
         row = await conn.fetchrow("SELECT state, phone_id FROM leads WHERE id = $1", lead.id)
     assert row["phone_id"] == second and row["state"] in ("scheduled", "ready")
+
+
+async def test_a_callback_for_a_call_disposed_paid_is_refused_and_nothing_is_kept(
+    client: TestClient,
+):
+    supervisor = (await login(client, "wn3", Role.SUPERVISOR)).id
+    async with client.app[POOL].acquire() as conn:
+        case_id = await new_case(conn, phones=PHONES)
+        campaign = await create_campaign(conn, SYSTEM, "wn-paid")
+        await load_leads(conn, campaign, datetime.now(UTC), ROME)
+        lead_id = await conn.fetchval("SELECT id FROM leads WHERE case_id = $1", case_id)
+    first, _ = await _phone_ids(client, case_id)
+    await _call(client, "p1", case_id, first, supervisor, campaign.id, lead_id)
+    r = await client.post(
+        "/api/calls/p1/disposition",
+        json={"status": "paid", "callback_at": "2099-01-01T10:00:00+01:00"},
+    )
+    assert r.status == 409, await r.text()
+    body = await r.json()
+    assert body["error"] == "not_contactable" and "must not be contacted" in body["message"]
+    async with client.app[POOL].acquire() as conn:
+        status = await conn.fetchval("SELECT status FROM cases WHERE id = $1", case_id)
+    assert status == "new"
