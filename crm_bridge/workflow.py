@@ -173,7 +173,7 @@ def _default() -> Workflow:
                     Role.SUPERVISOR,
                     next_=["closed", "new", "withdrawn"],
                     no_contact=True,
-                ),  # fmt: skip
+                ),
                 status("closed", "Closed", Role.MANAGER, final=True, next_=["new"]),
                 # The creditor recalled the case: a manager records it (later, the CRM bridge).
                 status("withdrawn", "Withdrawn", Role.MANAGER, final=True, next_=["new"]),
