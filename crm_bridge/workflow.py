@@ -1,10 +1,16 @@
 """Case status workflows: which statuses exist, which may follow which, and who may set them.
 
 A portfolio names its workflow; the default is New, Contact later, No answer, Promise to
-pay, Refused, Wrong number, Paid, Closed. Each status may require a minimum role (only
-managers close a case) and lists the statuses allowed after it. The rules are enforced
-here, in the service, whatever the UI shows. A refused change raises and is audited as
-refused on its own connection, so the record survives the caller's rollback.
+pay, Refused, Wrong number, Paid, Closed, Withdrawn. Each status may require a minimum
+role (only managers close a case) and lists the statuses allowed after it. The rules are
+enforced here, in the service, whatever the UI shows. A refused change raises and is
+audited as refused on its own connection, so the record survives the caller's rollback.
+
+A status may also forbid contact: final statuses and those marked `no_contact` (Paid,
+and Withdrawn when the creditor recalls a case). The status change keeps
+`cases.contactable` in step in its transaction, so that the dialer's claim, one SQL
+statement, refuses such cases; the dialer's trigger on that column cancels the case's
+queued leads and callbacks in the same transaction.
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ class Status:
     role: Role = Role.AGENT  # minimum role to set it
     final: bool = False  # the case is closed in this status
     next: tuple[str, ...] = ()  # statuses allowed after this one
+    no_contact: bool = False  # the debtor must not be contacted about the case (final too)
+
+    def __post_init__(self) -> None:
+        if self.final:
+            object.__setattr__(self, "no_contact", True)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,9 @@ class Workflow:
             return self.statuses[code]
         except KeyError:
             raise WorkflowError(f"unknown status {code!r} in workflow {self.name!r}") from None
+
+    def no_contact_codes(self) -> list[str]:
+        return [s.code for s in self.statuses.values() if s.no_contact]
 
     def allowed_after(self, current: str, role: Role) -> list[Status]:
         source = self.status(current)
@@ -85,6 +99,7 @@ class Workflow:
                     "label": s.label,
                     "role": s.role.value,
                     "final": s.final,
+                    "no_contact": s.no_contact,
                     "next": list(s.next),
                 }
                 for s in self.statuses.values()
@@ -108,6 +123,7 @@ def parse_workflow(definition: Mapping[str, Any]) -> Workflow:
                 role=Role(item.get("role", "agent")),
                 final=bool(item.get("final", False)),
                 next=tuple(str(n) for n in item.get("next", ())),
+                no_contact=bool(item.get("no_contact", False)),
             )
         initial = str(definition.get("initial", next(iter(statuses))))
     except (KeyError, TypeError, StopIteration) as exc:
@@ -128,16 +144,17 @@ _OPEN = ("new", "contact_later", "no_answer", "promise_to_pay", "refused", "wron
 
 def _default() -> Workflow:
     def status(code: str, label: str, role: Role = Role.AGENT, final: bool = False,
-               next_: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
+               next_: Sequence[str] = (), no_contact: bool = False) -> dict[str, Any]:  # fmt: skip
         return {
             "code": code,
             "label": label,
             "role": role.value,
             "final": final,
+            "no_contact": no_contact,
             "next": list(next_),
         }
 
-    working = [*_OPEN, "paid", "closed"]
+    working = [*_OPEN, "paid", "closed", "withdrawn"]
     return parse_workflow(
         {
             "name": "default",
@@ -150,8 +167,16 @@ def _default() -> Workflow:
                 status("refused", "Refused", next_=working),
                 status("wrong_number", "Wrong number", next_=working),
                 # Payments are verified by the back office, not claimed by an agent.
-                status("paid", "Paid", Role.SUPERVISOR, next_=["closed", "new"]),
+                status(
+                    "paid",
+                    "Paid",
+                    Role.SUPERVISOR,
+                    next_=["closed", "new", "withdrawn"],
+                    no_contact=True,
+                ),
                 status("closed", "Closed", Role.MANAGER, final=True, next_=["new"]),
+                # The creditor recalled the case: a manager records it (later, the CRM bridge).
+                status("withdrawn", "Withdrawn", Role.MANAGER, final=True, next_=["new"]),
             ],
         }
     )
@@ -184,6 +209,15 @@ async def save_workflow(
             "ON CONFLICT (name) DO UPDATE SET definition = $2, updated_at = now()",
             workflow.name,
             workflow.as_json(),
+        )
+        # Statuses may have changed meaning: the cases already in them follow at once
+        # (those that stop being contactable lose their queued leads, by the trigger).
+        await conn.execute(
+            "UPDATE cases c SET contactable = NOT (c.status = ANY($2::text[])) "
+            "FROM portfolios p WHERE p.id = c.portfolio_id AND p.workflow = $1 "
+            "AND c.contactable IS DISTINCT FROM NOT (c.status = ANY($2::text[]))",
+            workflow.name,
+            workflow.no_contact_codes(),
         )
         await audit.record(
             conn, actor, "workflow.save", "workflow", workflow.name, before=before,
@@ -236,13 +270,17 @@ async def change_status(
                     outcome="refused",
                 )  # fmt: skip
             raise
+        # `contactable` is what the dialer's claim reads; making it false cancels the
+        # case's queued leads and callbacks in this transaction (the dialer's trigger).
         await conn.execute(
             "UPDATE cases SET status = $2, status_changed_at = $3::timestamptz, updated_at = now(), "
-            "closed_at = CASE WHEN $4 THEN $3::timestamptz ELSE NULL END WHERE id = $1",
+            "closed_at = CASE WHEN $4 THEN $3::timestamptz ELSE NULL END, contactable = $5 "
+            "WHERE id = $1",
             case_id,
             new_status,
             occurred_at,
             target.final,
+            not target.no_contact,
         )
         appended = await append(
             conn,
@@ -260,6 +298,7 @@ async def change_status(
         )
         await audit.record(
             conn, actor, "case.status", "case", case_id,
-            before={"status": current}, after={"status": new_status},
+            before={"status": current, "contactable": not workflow.status(current).no_contact},
+            after={"status": new_status, "contactable": not target.no_contact},
         )  # fmt: skip
     return appended.activity

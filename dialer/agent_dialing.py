@@ -333,14 +333,22 @@ class AgentDialer:
         self.calls[row.key] = call
 
 
+# The case (may it be contacted at all?) and its phone to dial (the chosen one, else the
+# first that may be called). The case row is share-locked: a status change in progress is
+# waited for, and its outcome is what this sees.
 _PHONE = """
-SELECT p.id, p.e164, c.debtor_id,
-       sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $3::text[])) AS zones
-FROM cases c JOIN phones p ON p.debtor_id = c.debtor_id
-WHERE c.id = $1 AND ($2::bigint IS NULL OR p.id = $2)
-  AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked'
-ORDER BY p.position, p.id
-LIMIT 1
+SELECT c.contactable, c.status, c.debtor_id, p.id, p.e164, p.zones
+FROM cases c
+LEFT JOIN LATERAL (
+    SELECT p.id, p.e164, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $3::text[])) AS zones
+    FROM phones p
+    WHERE p.debtor_id = c.debtor_id AND ($2::bigint IS NULL OR p.id = $2)
+      AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked'
+    ORDER BY p.position, p.id
+    LIMIT 1
+) p ON true
+WHERE c.id = $1
+FOR SHARE OF c
 """
 
 
@@ -348,7 +356,12 @@ async def _callable_phone(
     conn: asyncpg.Connection, case_id: int, phone_id: int | None, default_zones: tuple[str, ...]
 ) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(_PHONE, case_id, phone_id, list(default_zones))
-    return row
+    if row is not None and not row["contactable"]:
+        raise AgentDialError(
+            f"this case must not be contacted (its status is {row['status']!r}); "
+            "the call was not placed"
+        )
+    return None if row is None or row["id"] is None else row
 
 
 __all__ = ["AgentDialError", "AgentDialer", "PreviewOffer"]

@@ -2,10 +2,16 @@
 
 Leads wait in state `scheduled` until their next attempt is due, then `promote_due` makes
 them `ready`. The claim is one statement with `FOR UPDATE SKIP LOCKED` over a partial index, so several
-dialer processes can share a campaign and no lead is ever dialed twice; do-not-call,
-consent, the call window (through the lead's zone set), daily attempt limits, the redial
-embargo after an abandoned call and the per-debtor weekly limit are checked in that same
-statement.
+dialer processes can share a campaign and no lead is ever dialed twice; whether the case
+may be contacted at all (`cases.contactable`: not paid, closed, withdrawn...), do-not-call,
+consent, a wrong (inactive) number, the call window (through the lead's zone set), daily
+attempt limits, the redial embargo after an abandoned call and the per-debtor weekly limit
+are checked in that same statement.
+
+A case that stops being contactable has its queued leads cancelled in the same
+transaction (the trigger of migration 0004); a lead being dialed then keeps its call, and
+its end does not queue it again. A number that may no longer be called moves the leads
+waiting on it to the debtor's next number (`move_leads_off_phone`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,14 @@ from core.identity import Actor
 from dialer.call_window import open_zone_sets
 from dialer.campaigns import Campaign, PriorityRule
 from dialer.retry import AttemptOutcome, LeadState, NextStep, next_step
+
+
+class NotContactable(LookupError):
+    """The case, or every number of its debtor, must not be called."""
+
+
+# Why a lead stops when its debtor has no number left that may be called.
+NO_PHONE = "no phone that may be called"
 
 
 @dataclass(frozen=True)
@@ -59,7 +73,8 @@ def _selection(case_ids: str) -> str:
     """The campaign's cases: portfolios $1, creditor $2, statuses $3, and the ids matched by
     its saved filter (`case_ids`, the placeholder of that parameter; NULL: no filter)."""
     return f"""
-        (cardinality($1::bigint[]) = 0 OR c.portfolio_id = ANY($1::bigint[]))
+        c.contactable
+        AND (cardinality($1::bigint[]) = 0 OR c.portfolio_id = ANY($1::bigint[]))
         AND ($2::bigint IS NULL OR c.creditor_id = $2)
         AND CASE WHEN cardinality($3::text[]) = 0 THEN c.status NOT IN ('paid', 'closed')
                  ELSE c.status = ANY($3::text[]) END
@@ -75,7 +90,12 @@ async def load_leads(
     case_ids: Sequence[int] | None = None,
 ) -> int:
     """Add a lead for every matching case not yet in the campaign; returns how many.
-    `case_ids`: the cases the campaign's saved filter matches (the caller evaluates it)."""
+    `case_ids`: the cases the campaign's saved filter matches (the caller evaluates it).
+
+    Only contactable cases are loaded. A lead cancelled earlier (its case was paid, then
+    reopened; or it had no number left) comes back here, and only here, if its case
+    matches again: a load is a manager's decision to work the cases, a reopening is not.
+    It keeps its attempt counters."""
     priority = _PRIORITY[campaign.priority_rule]
     args = (
         list(campaign.portfolio_ids),
@@ -104,7 +124,12 @@ async def load_leads(
             JOIN LATERAL ({_FIRST_PHONE}) ph ON true
             JOIN zone_sets z ON z.zones = ph.zones
             WHERE {_selection("$7")}
-            ON CONFLICT (campaign_id, case_id) DO NOTHING
+            ON CONFLICT (campaign_id, case_id) DO UPDATE
+            SET state = 'ready', phone_id = EXCLUDED.phone_id, zone_set_id = EXCLUDED.zone_set_id,
+                priority = EXCLUDED.priority, base_priority = EXCLUDED.base_priority,
+                next_attempt_at = EXCLUDED.next_attempt_at, callback_agent_id = NULL,
+                claimed_by = NULL, claimed_at = NULL, cancel_reason = NULL, cancelled_at = NULL
+            WHERE leads.state = 'cancelled'
             """,  # noqa: S608 - constant fragments, values are parameters
             *args,
             now,
@@ -157,7 +182,12 @@ picked AS (
     FROM leads l
     JOIN candidates USING (id)
     JOIN phones p ON p.id = l.phone_id
-    WHERE l.state = 'ready'  -- rechecked under the row lock
+    JOIN cases k ON k.id = l.case_id
+    -- The state is rechecked under the row lock: a status change cancels the case's leads
+    -- in its transaction, so a lead of a case paid meanwhile is skipped (locked) or seen
+    -- cancelled; `contactable` also refuses any lead queued by another path.
+    WHERE l.state = 'ready'
+      AND k.contactable
       AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked'
       AND (p.last_outcome IS DISTINCT FROM 'abandoned' OR p.last_outcome_at <= $2 - $6::interval)
       AND ($7::int IS NULL OR (
@@ -241,6 +271,20 @@ def _next_day_start(campaign: Campaign, zones: Sequence[str], now: datetime) -> 
     return opening or midnight
 
 
+# The debtor's first number that may be called: active (not wrong), not do-not-call,
+# consent not revoked; in the debtor's order.
+_CALLABLE_PHONE = """
+SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $2::text[])) AS zones
+FROM phones p
+WHERE p.debtor_id = $1 AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked'
+ORDER BY p.position, p.id
+LIMIT 1
+"""
+
+# Lead states that still lead to a call; a status change or a phone's flags stop them.
+_REQUEUED = (LeadState.SCHEDULED, LeadState.READY)
+
+
 async def finish_attempt(
     conn: asyncpg.Connection,
     campaign: Campaign,
@@ -249,11 +293,20 @@ async def finish_attempt(
     now: datetime,
     default_zones: Sequence[str],
 ) -> NextStep:
-    """Apply an attempt's outcome to its lead and phone, in one transaction."""
+    """Apply an attempt's outcome to its lead and phone, in one transaction.
+
+    A lead whose case stopped being contactable during the call is not queued again
+    (cancelled, with the reason); one whose number may no longer be called moves to the
+    debtor's next number, as after a wrong number."""
     async with conn.transaction():
         lead = await conn.fetchrow(
-            "SELECT l.id, l.debtor_id, l.phone_id, l.attempts_total, l.attempts_today, z.zones "
-            "FROM leads l JOIN zone_sets z ON z.id = l.zone_set_id WHERE l.id = $1 FOR UPDATE OF l",
+            "SELECT l.id, l.debtor_id, l.phone_id, l.attempts_total, l.attempts_today, "
+            "l.cancel_reason, z.zones, c.contactable, c.status, "
+            "COALESCE(p.active AND NOT p.do_not_call AND p.consent <> 'revoked', false) "
+            "AS phone_callable "
+            "FROM leads l JOIN zone_sets z ON z.id = l.zone_set_id "
+            "JOIN cases c ON c.id = l.case_id LEFT JOIN phones p ON p.id = l.phone_id "
+            "WHERE l.id = $1 FOR UPDATE OF l",
             lead_id,
         )
         if lead is None:
@@ -275,16 +328,14 @@ async def finish_attempt(
             step.deactivate_phone,
         )
         phone_id, zone_set_id = lead["phone_id"], None
-        if step.deactivate_phone:
-            nxt = await conn.fetchrow(
-                "SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $2::text[])) AS zones "
-                "FROM phones p WHERE p.debtor_id = $1 AND p.active AND NOT p.do_not_call "
-                "AND p.consent <> 'revoked' ORDER BY p.position, p.id LIMIT 1",
-                lead["debtor_id"],
-                list(default_zones),
-            )
+        cancel_reason = lead["cancel_reason"]
+        if step.state in _REQUEUED and (cancel_reason or not lead["contactable"]):
+            cancel_reason = cancel_reason or f"case status {lead['status']}"
+            step = NextStep(LeadState.CANCELLED, deactivate_phone=step.deactivate_phone)
+        elif step.deactivate_phone or (step.state in _REQUEUED and not lead["phone_callable"]):
+            nxt = await conn.fetchrow(_CALLABLE_PHONE, lead["debtor_id"], list(default_zones))
             if nxt is None:
-                step = NextStep(LeadState.EXHAUSTED, deactivate_phone=True)
+                step = NextStep(LeadState.EXHAUSTED, deactivate_phone=step.deactivate_phone)
             else:
                 phone_id = nxt["id"]
                 zone_set_id = await _zone_set_id(conn, nxt["zones"])
@@ -292,21 +343,27 @@ async def finish_attempt(
             "UPDATE leads SET state = $2, next_attempt_at = COALESCE($3, next_attempt_at), "
             "last_outcome = $4, phone_id = $5, zone_set_id = COALESCE($6, zone_set_id), "
             "claimed_by = NULL, claimed_at = NULL, callback_agent_id = NULL, "
-            "priority = base_priority WHERE id = $1",
+            "priority = base_priority, cancel_reason = $7, "
+            "cancelled_at = CASE WHEN $2 = 'cancelled' THEN COALESCE(cancelled_at, $8) END "
+            "WHERE id = $1",
             lead_id,
             step.state.value,
             step.next_attempt_at,
             outcome.value,
             phone_id,
             zone_set_id,
+            cancel_reason if step.state is LeadState.CANCELLED else None,
+            now,
         )
     return step
 
 
 async def release_claims(conn: asyncpg.Connection, claimer: str, lead_ids: Sequence[int]) -> int:
-    """Put leads claimed by `claimer` but never dialed back to ready (counters restored)."""
+    """Put leads claimed by `claimer` but never dialed back to ready (counters restored);
+    those whose case stopped being contactable meanwhile are cancelled instead."""
     status = await conn.execute(
-        "UPDATE leads SET state = 'ready', claimed_by = NULL, claimed_at = NULL, "
+        "UPDATE leads SET claimed_by = NULL, claimed_at = NULL, "
+        "state = CASE WHEN cancel_reason IS NULL THEN 'ready' ELSE 'cancelled' END, "
         "attempts_total = attempts_total - 1, attempts_today = greatest(attempts_today - 1, 0) "
         "WHERE claimed_by = $1 AND state = 'dialing' AND id = ANY($2::bigint[])",
         claimer,
@@ -317,17 +374,58 @@ async def release_claims(conn: asyncpg.Connection, claimer: str, lead_ids: Seque
 
 async def skip_lead(conn: asyncpg.Connection, claimer: str, lead_id: int, until: datetime) -> bool:
     """A previewed lead the agent did not call: back to the queue at `until`, its attempt
-    counters as before the claim."""
+    counters as before the claim (cancelled instead if its case may no longer be
+    contacted)."""
     status = await conn.execute(
-        "UPDATE leads SET state = 'scheduled', next_attempt_at = $3, claimed_by = NULL, "
-        "claimed_at = NULL, attempts_total = attempts_total - 1, "
-        "attempts_today = greatest(attempts_today - 1, 0) "
+        "UPDATE leads SET next_attempt_at = $3, claimed_by = NULL, claimed_at = NULL, "
+        "state = CASE WHEN cancel_reason IS NULL THEN 'scheduled' ELSE 'cancelled' END, "
+        "attempts_total = attempts_total - 1, attempts_today = greatest(attempts_today - 1, 0) "
         "WHERE claimed_by = $1 AND state = 'dialing' AND id = $2",
         claimer,
         lead_id,
         until,
     )
     return status.endswith(" 1")
+
+
+async def move_leads_off_phone(
+    conn: asyncpg.Connection, phone_id: int, now: datetime, default_zones: Sequence[str]
+) -> int:
+    """A number may no longer be called (do-not-call, consent revoked, wrong number): the
+    queued leads waiting to dial it, in every campaign, move to the debtor's next number
+    that may be called, or stop (cancelled) when there is none. Returns how many moved or
+    stopped. A lead being dialed moves when its call ends (`finish_attempt`)."""
+    async with conn.transaction():
+        debtor_id = await conn.fetchval(
+            "SELECT debtor_id FROM phones WHERE id = $1 "
+            "AND NOT (active AND NOT do_not_call AND consent <> 'revoked')",
+            phone_id,
+        )
+        if debtor_id is None:
+            return 0  # unknown, or still callable
+        # The leads waiting on the number: those of the debtor's cases (leads_case_idx).
+        nxt = await conn.fetchrow(_CALLABLE_PHONE, debtor_id, list(default_zones))
+        if nxt is None:
+            status = await conn.execute(
+                "UPDATE leads SET state = 'cancelled', cancel_reason = $3, cancelled_at = $4 "
+                "WHERE case_id IN (SELECT id FROM cases WHERE debtor_id = $2) "
+                "AND phone_id = $1 AND state IN ('scheduled', 'ready')",
+                phone_id,
+                debtor_id,
+                NO_PHONE,
+                now,
+            )
+        else:
+            status = await conn.execute(
+                "UPDATE leads SET phone_id = $3, zone_set_id = $4 "
+                "WHERE case_id IN (SELECT id FROM cases WHERE debtor_id = $2) "
+                "AND phone_id = $1 AND state IN ('scheduled', 'ready')",
+                phone_id,
+                debtor_id,
+                nxt["id"],
+                await _zone_set_id(conn, nxt["zones"]),
+            )
+    return int(status.split()[-1])
 
 
 # Callbacks jump the queue: far above any balance-based priority.
@@ -347,18 +445,30 @@ async def schedule_callback(
     """Schedule a callback of a case at `at`: personal (to `agent_id` first) or for the
     campaign (`agent_id` None). Creates the lead if the case has none in the campaign, and
     keeps its attempt counters if it has. A lead being dialed stays with its call unless
-    `ends_call` (the callback is the disposition of that very call). Returns the lead id."""
+    `ends_call` (the callback is the disposition of that very call). Returns the lead id.
+
+    Raises NotContactable when the case must not be contacted or no number of its debtor
+    may be called. The case row is share-locked, so a concurrent status change waits for
+    this callback and then cancels it, or is seen."""
     async with conn.transaction():
         phone = await conn.fetchrow(
-            "SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $2::text[])) AS zones, "
-            "c.debtor_id FROM cases c JOIN phones p ON p.debtor_id = c.debtor_id "
-            "WHERE c.id = $1 AND p.active AND NOT p.do_not_call AND p.consent <> 'revoked' "
-            "ORDER BY p.position, p.id LIMIT 1",
+            "SELECT c.debtor_id, c.contactable, c.status, p.id, p.zones FROM cases c "
+            "LEFT JOIN LATERAL ("
+            "SELECT p.id, sorted_zones(COALESCE(NULLIF(p.time_zones, '{}'), $2::text[])) AS zones "
+            "FROM phones p WHERE p.debtor_id = c.debtor_id AND p.active AND NOT p.do_not_call "
+            "AND p.consent <> 'revoked' ORDER BY p.position, p.id LIMIT 1) p ON true "
+            "WHERE c.id = $1 FOR SHARE OF c",
             case_id,
             list(default_zones),
         )
         if phone is None:
-            raise LookupError(f"case {case_id} has no phone that may be called")
+            raise LookupError(f"case {case_id} does not exist")
+        if not phone["contactable"]:
+            raise NotContactable(
+                f"case {case_id} must not be contacted (status {phone['status']!r}): no callback"
+            )
+        if phone["id"] is None:
+            raise NotContactable(f"case {case_id} has no phone that may be called")
         zone_set_id = await _zone_set_id(conn, phone["zones"])
         lead_id = await conn.fetchval(
             """
@@ -368,7 +478,8 @@ async def schedule_callback(
             ON CONFLICT (campaign_id, case_id) DO UPDATE
             SET state = CASE WHEN leads.state = 'dialing' AND NOT $9 THEN 'dialing' ELSE 'scheduled' END,
                 claimed_by = CASE WHEN $9 THEN NULL ELSE leads.claimed_by END,
-                priority = $6, next_attempt_at = $7, callback_agent_id = $8
+                priority = $6, next_attempt_at = $7, callback_agent_id = $8,
+                cancel_reason = NULL, cancelled_at = NULL
             RETURNING id
             """,
             campaign.id,

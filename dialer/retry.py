@@ -40,6 +40,7 @@ class LeadState(enum.StrEnum):
     DIALING = "dialing"
     DONE = "done"
     EXHAUSTED = "exhausted"
+    CANCELLED = "cancelled"  # its case may no longer be contacted (dialer.leads)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,15 @@ from core import activity, cases, promises
 from core.identity import PermissionDenied, Role
 from crm_bridge import store
 from crm_bridge.workflow import change_status, workflow_of_case
+from dialer.leads import NotContactable
 from web.api_agents import DESK
 from web.auth import current_actor, current_user, requires
+from web.errors import ERROR_MAP
 from web.keys import BUS, CLOCK, POOL
 from web.ws import HUB, Connection
+
+# E.g. a callback asked for a case that is paid, or whose numbers may all not be called.
+ERROR_MAP.append((NotContactable, 409, "not_contactable"))
 
 
 def _case_id(request: web.Request) -> int:
@@ -91,6 +96,9 @@ async def get_case(request: web.Request) -> web.Response:
         card = await cases.case_card(conn, case_id)
         workflow, status = await workflow_of_case(conn, case_id)
     card["status_label"] = workflow.status(status).label
+    # Whether the debtor may be contacted about this case at all (paid, closed, withdrawn:
+    # no); the dialer refuses such cases whatever a phone's flags say.
+    card["contactable"] = not workflow.status(status).no_contact
     card["allowed_statuses"] = [
         {"code": s.code, "label": s.label} for s in workflow.allowed_after(status, user.role)
     ]

@@ -22,6 +22,7 @@ from web import (
     api_campaigns,
     api_cases,
     api_dialing,
+    api_phones,
     auth,
     dialer_runtime,
     ws,
@@ -94,6 +95,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> web.Applicatio
     api_agents.setup(app)
     api_campaigns.setup(app)
     api_cases.setup(app)
+    api_phones.setup(app)
     api_calls.setup(app)
     dialer_runtime.setup(app)
     api_dialing.setup(app)

@@ -17,10 +17,11 @@ from core import cases, promises
 from core.activity import Activity
 from core.bus import EventBus
 from core.identity import Actor, PermissionDenied, Role
+from core.phone_contact import PhoneChange, change_phone
 from crm_bridge.workflow import change_status, workflow_of_case
 from dialer.attempts import CALLS_TOPIC
 from dialer.campaigns import get_campaign
-from dialer.leads import finish_attempt, schedule_callback
+from dialer.leads import finish_attempt, move_leads_off_phone, schedule_callback
 from dialer.retry import AttemptOutcome
 
 
@@ -60,7 +61,7 @@ async def apply_disposition(
     promise_id = None
     async with pool.acquire() as conn, conn.transaction():
         call = await conn.fetchrow(
-            "SELECT campaign_id, lead_id, case_id, agent_id, disposition, connected_at "
+            "SELECT campaign_id, lead_id, case_id, agent_id, disposition, connected_at, phone_id "
             "FROM call_attempts WHERE attempt_key = $1 FOR UPDATE",
             attempt_key,
         )
@@ -84,6 +85,16 @@ async def apply_disposition(
             activities.append(act)
         if d.note and d.note.strip():
             activities.append(await cases.add_note(conn, actor, case_id, d.note, now))
+        # A wrong number (the status, or the flag): THAT call's number, however the call
+        # was placed (campaign, preview, by hand); leads waiting on it move to the next one.
+        wrong_number = d.wrong_number or d.status == "wrong_number"
+        if wrong_number and call["phone_id"] is not None:
+            _, marked = await change_phone(
+                conn, pool, actor, case_id, call["phone_id"], PhoneChange(wrong_number=True), now
+            )
+            if marked is not None:
+                activities.append(marked)
+            await move_leads_off_phone(conn, call["phone_id"], now, default_zones)
         campaign = None
         if call["campaign_id"] is not None:
             campaign = await get_campaign(conn, call["campaign_id"])
@@ -97,9 +108,7 @@ async def apply_disposition(
                     ends_call=True,
                 )  # fmt: skip
             else:
-                outcome = (
-                    AttemptOutcome.WRONG_NUMBER if d.wrong_number else AttemptOutcome.CONNECTED
-                )
+                outcome = AttemptOutcome.WRONG_NUMBER if wrong_number else AttemptOutcome.CONNECTED
                 await finish_attempt(conn, campaign, call["lead_id"], outcome, now, default_zones)
         await conn.execute(
             "UPDATE call_attempts SET disposition = $2, promise_id = $3 WHERE attempt_key = $1",
