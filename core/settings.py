@@ -86,6 +86,8 @@ class SoftphoneSettings:
 class AgentSettings:
     # Seconds of wrap-up after a call before the agent is made ready again.
     wrap_up_max: float = 60.0
+    # Extra seconds an agent may add to one wrap-up ("more time" in the console).
+    wrap_up_extend_max: float = 120.0
     # Pause reason codes with their maximum minutes (supervisors see overruns).
     pause_reasons: str = "break:15,lunch:60,training:120,meeting:60,technical:10"
 
@@ -176,6 +178,11 @@ class Settings:
         if not 5 <= self.agents.wrap_up_max <= 3600:
             problems.append(
                 f"agents.wrap_up_max: must be 5..3600 seconds, got {self.agents.wrap_up_max}"
+            )
+        if not 0 <= self.agents.wrap_up_extend_max <= 3600:
+            problems.append(
+                "agents.wrap_up_extend_max: must be 0..3600 seconds, got "
+                f"{self.agents.wrap_up_extend_max}"
             )
         try:
             self.agents.pause_limits()

@@ -388,9 +388,12 @@ class CampaignEngine:
 
     def begin_wrap_up(self, agent_id: int, campaign_id: int | None, key: str) -> None:
         """The call ended: the agent wraps up, within the wrap-up limit."""
-        self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP)
         limit = self.settings.wrap_limits.get(agent_id, self.settings.wrap_up_max)
-        self._wrap_deadlines[agent_id] = self.clock.monotonic() + limit
+        until = self.clock.monotonic() + limit
+        # The session carries the limit: the agent's console counts it down, and the
+        # agent may extend it (`AgentDesk.extend_wrap_up`).
+        self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP, wrap_up_until=until)
+        self._wrap_deadlines[agent_id] = until
         self._wrapping[agent_id] = (campaign_id, key)
         self._wake.set()
 
@@ -481,11 +484,14 @@ class CampaignEngine:
                 else:
                     await self._abandon(waiting)
             for agent_id, deadline in list(self._wrap_deadlines.items()):
+                session = self.desk.session(agent_id)
+                if session.state is AgentState.WRAP_UP and session.wrap_up_until is not None:
+                    deadline = self._wrap_deadlines[agent_id] = session.wrap_up_until  # extended
                 if now >= deadline:
                     del self._wrap_deadlines[agent_id]
-                    session = self.desk.session(agent_id)
                     if session.state is AgentState.WRAP_UP:
-                        # Wrap-up is bounded: the agent is made ready again.
+                        # Wrap-up is bounded: the agent is made ready again (or paused, when
+                        # they asked for it); the disposition stays open for them to save.
                         key = self._wrapping.pop(agent_id, None)
                         if key is not None:
                             campaign_id, attempt_key = key
@@ -526,8 +532,8 @@ class CampaignEngine:
             wrapping = self._wrapping.pop(after.agent_id, None)
             if wrapping is not None and before.state is AgentState.WRAP_UP:
                 # Left wrap-up (ready, pause, logout) without a disposition: the contact was
-                # made, so the lead is settled as when wrap-up runs out (a no-op when the
-                # disposition was saved first).
+                # made, so the lead is settled provisionally as when wrap-up runs out (a
+                # no-op when the disposition was saved first); the disposition stays open.
                 campaign_id, key = wrapping
                 campaign = None if campaign_id is None else self.campaigns.get(campaign_id)
                 if campaign is not None:
