@@ -32,9 +32,7 @@ async def test_countdown_more_time_and_pause_after_this_call(client: TestClient)
     assert bad.status == 409 and "unknown pause reason" in (await bad.json())["message"]
     # The call ends: wrap-up with a limit, which the console counts down.
     desk = client.app[DESK]
-    desk.change(
-        SYSTEM, agent, AgentState.WRAP_UP, wrap_up_until=desk.clock.monotonic() + 60.0
-    )
+    desk.change(SYSTEM, agent, AgentState.WRAP_UP, wrap_up_until=desk.clock.monotonic() + 60.0)
     me = (await (await client.get("/api/agents/me")).json())["agent"]
     assert me["state"] == "wrap_up" and 55 <= me["wrap_up_seconds_left"] <= 60
     assert me["wrap_up_extend_left"] == 120.0
