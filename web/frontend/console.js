@@ -1,5 +1,7 @@
 // The agent console: log in, go ready, get the case on screen the instant a debtor is
 // connected, follow the case's activity stream live, record the disposition.
+// The disposition form belongs to its call, not to the case on screen: it stays open until
+// saved, through the end of the wrap-up time, a pause, or the next call.
 import { api, ApiError, Live } from "./api.js";
 import { Softphone } from "./softphone.js";
 import { renderCase, renderTimeline, prependActivity } from "./case_card.js";
@@ -8,6 +10,9 @@ const $ = (selector) => document.querySelector(selector);
 const state = {
   user: null, live: null, softphone: null, caseId: null, attemptKey: null, cursor: null,
   agentState: "logged_out", preview: null,
+  // Calls waiting for their disposition, oldest first: {key, caseId, label, statuses}.
+  pending: [],
+  wrapDeadline: null, // performance.now() when wrap-up time runs out
 };
 const BUSY = new Set(["reserved", "on_call", "wrap_up", "logged_out"]);
 
@@ -28,9 +33,77 @@ function setAgentState(agent) {
   $("#agent-state").dataset.state = agent.state;
   $("#pause-reason").hidden = agent.state !== "paused";
   $("#pause-reason").textContent = agent.pause_reason || "";
-  $("#disposition").hidden = !(agent.state === "wrap_up" && state.attemptKey);
   state.agentState = agent.state;
   $("#dial").disabled = BUSY.has(agent.state) || !$("#dial-phone").options.length;
+  showWrapUp(agent);
+  if (agent.state === "wrap_up" && agent.attempt_key) awaitDisposition(agent.attempt_key, agent.case_id);
+}
+
+// Wrap-up: the time left, counted down; "more time"; "pause after this call".
+function showWrapUp(agent) {
+  const wrapping = agent.state === "wrap_up" && agent.wrap_up_seconds_left != null;
+  state.wrapDeadline = wrapping ? performance.now() + agent.wrap_up_seconds_left * 1000 : null;
+  $("#wrap-bar").hidden = !wrapping;
+  $("#wrap-extend").disabled = !(agent.wrap_up_extend_left > 0);
+  tick();
+  const onCall = ["reserved", "on_call", "wrap_up"].includes(agent.state);
+  $("#pause-after-call").hidden = !onCall;
+  $("#pause-after-call").textContent = agent.pause_after_call ? "Cancel pause after call" : "Pause after this call";
+  $("#pause-after-call").dataset.active = agent.pause_after_call ? "yes" : "";
+  $("#pause-after-note").hidden = !(onCall && agent.pause_after_call);
+  $("#pause-after-note").textContent = agent.pause_after_call ? `Pausing after this call (${agent.pause_after_call})` : "";
+}
+
+function tick() {
+  if (state.wrapDeadline === null) return;
+  const left = Math.max(0, Math.ceil((state.wrapDeadline - performance.now()) / 1000));
+  $("#wrap-countdown").textContent = `Wrap-up: ${left} s left`;
+}
+
+async function extendWrapUp() {
+  try {
+    const reply = await state.live.request({ type: "agent.wrap_up.extend", seconds: 30 });
+    setAgentState(reply.agent);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+async function togglePauseAfterCall() {
+  const active = $("#pause-after-call").dataset.active === "yes";
+  const reason = active ? null : $("#pause-select").value;
+  try {
+    const reply = await state.live.request({ type: "agent.pause_after_call", reason });
+    setAgentState(reply.agent);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+// A call that needs its disposition: kept (with its case's outcomes) until saved.
+async function awaitDisposition(key, caseId) {
+  if (!key || !caseId || state.pending.some((p) => p.key === key)) return;
+  const entry = { key, caseId, label: `case ${caseId}`, statuses: [] };
+  state.pending.push(entry);
+  try {
+    const card = await api("GET", `/api/cases/${caseId}`);
+    entry.label = card.reference || entry.label;
+    entry.statuses = card.allowed_statuses || [];
+  } catch (error) {
+    status(`could not load case ${caseId}: ${error.message}`, true);
+  }
+  showDisposition();
+}
+
+function showDisposition() {
+  const current = state.pending[0];
+  $("#disposition").hidden = !current;
+  $("#case").hidden = $("#case").hidden && !current;
+  if (!current || $("#disposition-form").dataset.key === current.key) return;
+  $("#disposition-form").dataset.key = current.key;
+  $("#disposition-form").reset();
+  $("#disposition-case").textContent = current.label;
+  fillOutcomes(current.statuses);
 }
 
 async function login(event) {
@@ -61,6 +134,7 @@ async function start(user) {
   await live.follow(`agent:${user.id}`);
   const me = await api("GET", "/api/agents/me");
   fillPauseReasons(me.pause_reasons);
+  for (const call of me.undisposed || []) await awaitDisposition(call.attempt_key, call.case_id);
   setAgentState(me.agent);
   if (me.agent.case_id) await openCase(me.agent.case_id, me.agent.attempt_key);
   try {
@@ -180,7 +254,6 @@ async function openCase(caseId, attemptKey) {
     const card = await api("GET", `/api/cases/${caseId}`);
     renderCase($("#case-card"), card);
     fillPhones(card.phones);
-    fillOutcomes(card.allowed_statuses || []);
     const page = await api("GET", `/api/cases/${caseId}/activities?limit=50`);
     state.cursor = page.next_cursor;
     renderTimeline($("#timeline"), page.items);
@@ -224,11 +297,15 @@ async function dispose(event) {
     body.promise = { amount: form.get("promise_amount"), due_date: form.get("promise_date") };
   }
   if (form.get("callback_at")) body.callback_at = new Date(form.get("callback_at")).toISOString();
+  const current = state.pending[0];
+  if (!current) return;
   try {
-    await api("POST", `/api/calls/${encodeURIComponent(state.attemptKey)}/disposition`, body);
+    await api("POST", `/api/calls/${encodeURIComponent(current.key)}/disposition`, body);
+    state.pending.shift();
     event.target.reset();
-    state.attemptKey = null;
-    $("#disposition").hidden = true;
+    delete event.target.dataset.key;
+    if (state.attemptKey === current.key) state.attemptKey = null;
+    showDisposition();
     $("#call-banner").textContent = "";
     status("Disposition saved");
   } catch (error) {
@@ -237,7 +314,14 @@ async function dispose(event) {
 }
 
 async function logout() {
-  await requestState("logout").catch(() => {});
+  try {
+    await state.live.request({ type: "agent.state", state: "logout" });
+  } catch (error) {
+    if (error.code === "on_call") {
+      if (!window.confirm("You are on a call; log out anyway?")) return;
+      await state.live.request({ type: "agent.state", state: "logout", confirm: true }).catch(() => {});
+    }
+  }
   await api("POST", "/api/logout").catch(() => {});
   if (state.softphone) state.softphone.stop();
   if (state.live) state.live.close();
@@ -255,6 +339,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#dial").addEventListener("click", dial);
   $("#preview-call").addEventListener("click", () => preview("call"));
   $("#preview-skip").addEventListener("click", () => preview("skip"));
+  $("#wrap-extend").addEventListener("click", extendWrapUp);
+  $("#pause-after-call").addEventListener("click", togglePauseAfterCall);
+  setInterval(tick, 250);
   try {
     const me = await api("GET", "/api/me");
     await start(me);
