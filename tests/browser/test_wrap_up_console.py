@@ -4,6 +4,7 @@ during a call."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp.test_utils import TestServer
@@ -38,6 +39,8 @@ async def _log_in(page: Page, server: TestServer, username: str) -> None:
     await page.get_by_label("Password").fill("password1")
     await page.get_by_role("button", name="Log in").click()
     await expect(page.locator("#link-state")).to_have_text("connected")
+    # The console has followed the agent's topic and read the state once started.
+    await expect(page.locator("#pause-select option")).not_to_have_count(0)
 
 
 def _put_through(server: TestServer, agent: int, case_id: int, key: str) -> None:
@@ -122,6 +125,9 @@ async def test_logging_out_during_a_call_asks_first(live_server: TestServer, pag
 
     page.once("dialog", lambda d: answer(d, False))
     await page.get_by_role("button", name="Log out").click()
+    async with asyncio.timeout(5):
+        while not questions:
+            await asyncio.sleep(0.05)
     await expect(page.locator("#agent-state")).to_have_text("on call")
     assert questions == ["You are on a call; log out anyway?"]
     assert live_server.app[DESK].session(agent).state is AgentState.ON_CALL

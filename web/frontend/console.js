@@ -133,9 +133,12 @@ async function start(user) {
   await live.connect();
   await live.follow(`agent:${user.id}`);
   const me = await api("GET", "/api/agents/me");
+  setAgentState(me.agent);
   fillPauseReasons(me.pause_reasons);
   for (const call of me.undisposed || []) await awaitDisposition(call.attempt_key, call.case_id);
-  setAgentState(me.agent);
+  const mine = await api("GET", "/api/agents/me/callbacks").catch(() => ({ callbacks: [] }));
+  const due = mine.callbacks.find((c) => c.due);
+  if (due) showCallback({ case_id: due.case_id, reference: due.reference });
   if (me.agent.case_id) await openCase(me.agent.case_id, me.agent.attempt_key);
   try {
     const config = await api("GET", "/api/agents/me/softphone");
@@ -172,12 +175,29 @@ async function agentEvent(data) {
     await openCase(data.case_id, data.attempt_key);
     $("#call-banner").textContent = data.summary || "Connected";
   }
+  if (data.type === "callback_due") showCallback(data);
   if (data.type === "preview") {
     await openCase(data.case_id, null);
     state.preview = data.lead_id;
     $("#preview-text").textContent = data.summary || `Preview: ${data.number}`;
     $("#preview-bar").hidden = false;
   }
+}
+
+// A personal callback whose time has come: the case, with "Call now".
+function showCallback(callback) {
+  state.callback = callback;
+  $("#callback-text").textContent = callback.summary || `Callback due: ${callback.reference}`;
+  $("#callback-bar").hidden = false;
+}
+
+async function callBack(callNow) {
+  const callback = state.callback;
+  if (!callback) return;
+  $("#callback-bar").hidden = true;
+  state.callback = null;
+  await openCase(callback.case_id, null);
+  if (callNow) await dial();
 }
 
 async function preview(action) {
@@ -296,7 +316,11 @@ async function dispose(event) {
   if (form.get("promise_amount")) {
     body.promise = { amount: form.get("promise_amount"), due_date: form.get("promise_date") };
   }
-  if (form.get("callback_at")) body.callback_at = new Date(form.get("callback_at")).toISOString();
+  if (form.get("callback_at")) {
+    body.callback_at = new Date(form.get("callback_at")).toISOString();
+    body.callback_personal = !form.get("callback_campaign");
+    body.campaigns_may_call = Boolean(form.get("campaigns_may_call"));
+  }
   const current = state.pending[0];
   if (!current) return;
   try {
@@ -340,6 +364,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#preview-call").addEventListener("click", () => preview("call"));
   $("#preview-skip").addEventListener("click", () => preview("skip"));
   $("#wrap-extend").addEventListener("click", extendWrapUp);
+  $("#callback-call").addEventListener("click", () => callBack(true));
+  $("#callback-open").addEventListener("click", () => callBack(false));
   $("#pause-after-call").addEventListener("click", togglePauseAfterCall);
   setInterval(tick, 250);
   try {
