@@ -88,6 +88,10 @@ class AgentSettings:
     wrap_up_max: float = 60.0
     # Extra seconds an agent may add to one wrap-up ("more time" in the console).
     wrap_up_extend_max: float = 120.0
+    # Seconds an agent's console may stay disconnected before the agent is paused.
+    console_grace: float = 20.0
+    # The pause reason of an agent whose console is gone.
+    disconnect_reason: str = "technical"
     # Pause reason codes with their maximum minutes (supervisors see overruns).
     pause_reasons: str = "break:15,lunch:60,training:120,meeting:60,technical:10"
 
@@ -184,8 +188,16 @@ class Settings:
                 "agents.wrap_up_extend_max: must be 0..3600 seconds, got "
                 f"{self.agents.wrap_up_extend_max}"
             )
+        if not 0 < self.agents.console_grace <= 3600:
+            problems.append(
+                f"agents.console_grace: must be over 0, at most 3600 s; got {self.agents.console_grace}"
+            )
         try:
-            self.agents.pause_limits()
+            if self.agents.disconnect_reason not in self.agents.pause_limits():
+                problems.append(
+                    f"agents.disconnect_reason: {self.agents.disconnect_reason!r} is not one of "
+                    "agents.pause_reasons"
+                )
         except ValueError as exc:
             problems.append(f"agents.pause_reasons: {exc}")
         try:

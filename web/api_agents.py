@@ -13,6 +13,7 @@ from core import audit
 from core.identity import Actor, Role
 from core.secret_key import secret_key
 from dialer.agent_desk import AgentDesk
+from dialer.agent_presence import AgentPresence
 from dialer.agents import AgentState, AgentStateError
 from dialer.sip_accounts import sip_password
 from web.auth import current_actor, current_user, requires
@@ -21,6 +22,7 @@ from web.keys import BUS, CLOCK, POOL, SETTINGS
 from web.ws import HUB, Connection, WsError
 
 DESK = web.AppKey("agent_desk", AgentDesk)
+PRESENCE = web.AppKey("agent_presence", AgentPresence)
 # Seconds one press of "more time" adds to the wrap-up, when the request names none.
 EXTEND_STEP = 30.0
 # States in which logging out would leave a debtor on the line.
@@ -41,8 +43,11 @@ async def desk_ctx(app: web.Application) -> AsyncIterator[None]:
         wrap_up_max=agents.wrap_up_max, wrap_up_extend_max=agents.wrap_up_extend_max,
     )  # fmt: skip
     app[DESK] = desk
+    presence = AgentPresence(desk, agents.console_grace, agents.disconnect_reason)
+    app[PRESENCE] = presence
     await desk.start()
     yield
+    await presence.close()
     await desk.stop()
 
 
@@ -242,6 +247,17 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/agents/me/pause-after-call", pause_me_after_call)
     app.router.add_post("/api/agents/wrap-up-policy", set_wrap_up_policy)
     hub = app[HUB]
+
+    def follow_presence(conn: Connection, is_open: bool) -> None:
+        presence = conn.app.get(PRESENCE)
+        if presence is None:
+            return
+        if is_open:
+            presence.connected(conn.user.id)
+        else:
+            presence.disconnected(conn.user.id)
+
+    hub.presence.append(follow_presence)
 
     @hub.handler("agent.state", Role.AGENT)
     async def ws_change(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
