@@ -38,8 +38,10 @@ _AGENT_REQUESTS = {
 
 async def desk_ctx(app: web.Application) -> AsyncIterator[None]:
     agents = app[SETTINGS].agents
+    reasons = agents.pause_limits()
+    reasons.setdefault(agents.disconnect_reason, 10 * 60)
     desk = AgentDesk(
-        app[POOL], app[BUS], app[CLOCK], agents.pause_limits(),
+        app[POOL], app[BUS], app[CLOCK], reasons,
         wrap_up_max=agents.wrap_up_max, wrap_up_extend_max=agents.wrap_up_extend_max,
     )  # fmt: skip
     app[DESK] = desk

@@ -22,12 +22,12 @@ async def test_a_due_callback_pops_and_opens_its_case(live_server: TestServer, p
         await callbacks.add_callback(
             conn,
             Actor(agent, "caller1", Role.AGENT),
-            callbacks.NewCallback(case_id, now + timedelta(seconds=1), agent),
+            callbacks.NewCallback(case_id, now + timedelta(hours=1), agent),
             now - timedelta(minutes=5),
         )
     await _log_in(page, live_server, "caller1")
     await expect(page.locator("#callback-bar")).to_be_hidden()
-    later = now + timedelta(seconds=2)
+    later = now + timedelta(hours=1, seconds=1)
     assert await callbacks.announce_due(live_server.app[POOL], live_server.app[BUS], later) == 1
     await expect(page.locator("#callback-text")).to_have_text("Callback due: CALLBACK-01")
     await page.get_by_role("button", name="Open case").click()
