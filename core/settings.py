@@ -86,6 +86,13 @@ class SoftphoneSettings:
 class AgentSettings:
     # Seconds of wrap-up after a call before the agent is made ready again.
     wrap_up_max: float = 60.0
+    # Extra seconds an agent may add to one wrap-up ("more time" in the console).
+    wrap_up_extend_max: float = 120.0
+    # Seconds an agent's console may stay disconnected before the agent is paused.
+    console_grace: float = 20.0
+    # The pause reason of an agent whose console is gone (added to the pause reasons, with
+    # 10 minutes, when they do not name it).
+    disconnect_reason: str = "technical"
     # Pause reason codes with their maximum minutes (supervisors see overruns).
     pause_reasons: str = "break:15,lunch:60,training:120,meeting:60,technical:10"
 
@@ -177,6 +184,17 @@ class Settings:
             problems.append(
                 f"agents.wrap_up_max: must be 5..3600 seconds, got {self.agents.wrap_up_max}"
             )
+        if not 0 <= self.agents.wrap_up_extend_max <= 3600:
+            problems.append(
+                "agents.wrap_up_extend_max: must be 0..3600 seconds, got "
+                f"{self.agents.wrap_up_extend_max}"
+            )
+        if not 0 < self.agents.console_grace <= 3600:
+            problems.append(
+                f"agents.console_grace: must be over 0, at most 3600 s; got {self.agents.console_grace}"
+            )
+        if not self.agents.disconnect_reason.strip():
+            problems.append("agents.disconnect_reason: a pause reason code is required")
         try:
             self.agents.pause_limits()
         except ValueError as exc:

@@ -2,7 +2,9 @@
 
 Pure: transitions take the current monotonic time and return the new state; the engine
 persists and publishes them. States: logged out, ready, reserved (a live answer is being
-put through to the agent), on call, wrap-up (bounded), paused with a reason code.
+put through to the agent), on call, wrap-up (bounded, the agent may extend it up to a
+maximum), paused with a reason code. An agent may ask to be paused after the current call
+instead of being made ready again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ _ALLOWED: dict[AgentState, frozenset[AgentState]] = {
 }
 
 
+# States in which the agent is not busy with a call.
+_FREE = frozenset({AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT})
+
+
 class AgentStateError(ValueError):
     """A transition the agent's current state does not allow."""
 
@@ -65,6 +71,12 @@ class AgentSession:
     inbound: bool = False  # in the inbound group (blended)
     outbound: bool = True
     campaign_ids: frozenset[int] = field(default_factory=frozenset)
+    # Wrap-up: when it ends (monotonic; None when unbounded or not wrapping up) and the
+    # seconds the agent added to it.
+    wrap_up_until: float | None = None
+    wrap_up_extended: float = 0.0
+    # "Pause after this call": the pause reason the agent goes to instead of ready.
+    pause_after_call: str | None = None
 
     def elapsed(self, now: float) -> float:
         return max(0.0, now - self.since)
@@ -77,6 +89,7 @@ class AgentSession:
         pause_reason: str | None = None,
         case_id: int | None = None,
         attempt_key: str | None = None,
+        wrap_up_until: float | None = None,
     ) -> AgentSession:
         if state not in _ALLOWED[self.state]:
             raise AgentStateError(f"agent {self.agent_id}: cannot go from {self.state} to {state}")
@@ -101,11 +114,47 @@ class AgentSession:
             else self.idle_since,
             calls=calls,
             talk_seconds=talk,
+            wrap_up_until=wrap_up_until if state is AgentState.WRAP_UP else None,
+            wrap_up_extended=0.0,
+            # The wish holds through the call and its wrap-up; any free state ends it.
+            pause_after_call=None if state in _FREE else self.pause_after_call,
         )
+
+    def wrap_up_left(self, now: float) -> float | None:
+        """Seconds of wrap-up left (None when not wrapping up against a limit)."""
+        if self.state is not AgentState.WRAP_UP or self.wrap_up_until is None:
+            return None
+        return max(0.0, self.wrap_up_until - now)
+
+    def extended(self, seconds: float, maximum: float) -> AgentSession:
+        """Wrap-up `seconds` longer, within `maximum` extra seconds per wrap-up: what is
+        left of it is granted; nothing left is an error."""
+        if self.state is not AgentState.WRAP_UP or self.wrap_up_until is None:
+            raise AgentStateError("only a wrap-up with a time limit can be extended")
+        if seconds <= 0:
+            raise AgentStateError("extend wrap-up by a positive number of seconds")
+        grant = min(seconds, maximum - self.wrap_up_extended)
+        if grant <= 0:
+            raise AgentStateError(
+                f"wrap-up cannot be extended further: the maximum is {maximum:g} extra seconds"
+            )
+        return replace(
+            self,
+            wrap_up_until=self.wrap_up_until + grant,
+            wrap_up_extended=self.wrap_up_extended + grant,
+        )
+
+    def pausing_after_call(self, reason: str | None) -> AgentSession:
+        """Ask (or, with None, no longer ask) to be paused when the current call ends."""
+        if reason is not None and self.state in _FREE:
+            raise AgentStateError(f"you are {self.state.value}, not on a call: pause now instead")
+        return replace(self, pause_after_call=reason)
 
     def overrun(self, now: float, wrap_up_max: float, pause_max: Mapping[str, int]) -> float:
         """Seconds beyond the allowed time in wrap-up or pause (0 when within it)."""
         if self.state is AgentState.WRAP_UP:
+            if self.wrap_up_until is not None:
+                return max(0.0, now - self.wrap_up_until)
             return max(0.0, self.elapsed(now) - wrap_up_max)
         if (
             self.state is AgentState.PAUSED

@@ -221,15 +221,18 @@ class AttemptLedger:
         self._queue.put_nowait(write)
 
     def settle_undisposed(self, key: str, campaign: Campaign, now: datetime) -> None:
-        """Wrap-up ran out without a disposition: the contact was made, the lead is done
-        (a supervisor can still reopen the case); recorded as disposition 'none'."""
+        """Wrap-up ended without a disposition: the contact was made, so the lead is
+        released as done, provisionally. The disposition stays open: the agent may still
+        save it, and its outcome then replaces this settlement (`apply_disposition`)."""
 
         async def write(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
                 lead_id = await conn.fetchval(
-                    "UPDATE call_attempts SET disposition = 'none' "
-                    "WHERE attempt_key = $1 AND disposition IS NULL RETURNING lead_id",
+                    "UPDATE call_attempts SET settled_provisionally_at = $2 "
+                    "WHERE attempt_key = $1 AND disposition IS NULL "
+                    "AND settled_provisionally_at IS NULL RETURNING lead_id",
                     key,
+                    now,
                 )
                 if lead_id is not None:
                     await finish_attempt(

@@ -267,15 +267,10 @@ class CampaignEngine:
                     await self.calls.hangup_agent_leg(agent_id)
         # Wrap-ups in progress settle their leads as contacted now (the agent's
         # disposition, saved later, still applies).
-        for session in list(self.desk.sessions.values()):
-            if session.state is AgentState.WRAP_UP and session.attempt_key:
-                campaign_id = next(
-                    (c for c, k in [self._wrapping.get(session.agent_id, (None, ""))]
-                     if k == session.attempt_key), None,
-                )  # fmt: skip
-                campaign = self.campaign(campaign_id)
-                if campaign is not None:
-                    self.ledger.settle_undisposed(session.attempt_key, campaign, self.clock.now())
+        for campaign_id, key in list(self._wrapping.values()):
+            campaign = self.campaign(campaign_id)
+            if campaign is not None:
+                self.ledger.settle_undisposed(key, campaign, self.clock.now())
         await self.ledger.drain()
         async with self.pool.acquire() as conn:
             await release_stale_claims(conn, self.settings.node)
@@ -700,9 +695,12 @@ class CampaignEngine:
 
     def begin_wrap_up(self, agent_id: int, campaign_id: int | None, key: str) -> None:
         """The call ended: the agent wraps up, within the wrap-up limit."""
-        self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP)
         limit = self.settings.wrap_limits.get(agent_id, self.settings.wrap_up_max)
-        self._wrap_deadlines[agent_id] = self.clock.monotonic() + limit
+        until = self.clock.monotonic() + limit
+        # The session carries the limit: the agent's console counts it down, and the
+        # agent may extend it (`AgentDesk.extend_wrap_up`).
+        self.desk.change(SYSTEM, agent_id, AgentState.WRAP_UP, wrap_up_until=until)
+        self._wrap_deadlines[agent_id] = until
         self._wrapping[agent_id] = (campaign_id, key)
         self._wake.set()
 
@@ -793,11 +791,14 @@ class CampaignEngine:
                 else:
                     await self._abandon(waiting)
             for agent_id, deadline in list(self._wrap_deadlines.items()):
+                session = self.desk.session(agent_id)
+                if session.state is AgentState.WRAP_UP and session.wrap_up_until is not None:
+                    deadline = self._wrap_deadlines[agent_id] = session.wrap_up_until  # extended
                 if now >= deadline:
                     del self._wrap_deadlines[agent_id]
-                    session = self.desk.session(agent_id)
                     if session.state is AgentState.WRAP_UP:
-                        # Wrap-up is bounded: the agent is made ready again.
+                        # Wrap-up is bounded: the agent is made ready again (or paused, when
+                        # they asked for it); the disposition stays open for them to save.
                         key = self._wrapping.pop(agent_id, None)
                         if key is not None:
                             campaign_id, attempt_key = key
@@ -840,8 +841,8 @@ class CampaignEngine:
             wrapping = self._wrapping.pop(after.agent_id, None)
             if wrapping is not None and before.state is AgentState.WRAP_UP:
                 # Left wrap-up (ready, pause, logout) without a disposition: the contact was
-                # made, so the lead is settled as when wrap-up runs out (a no-op when the
-                # disposition was saved first).
+                # made, so the lead is settled provisionally as when wrap-up runs out (a
+                # no-op when the disposition was saved first); the disposition stays open.
                 campaign_id, key = wrapping
                 campaign = self.campaign(campaign_id)
                 if campaign is not None:

@@ -193,6 +193,10 @@ picked AS (
       AND ($7::int IS NULL OR (
             SELECT count(*) FROM call_attempts a
             WHERE a.debtor_id = l.debtor_id AND a.started_at > $2 - interval '7 days') < $7)
+      AND NOT EXISTS (  -- a pending callback keeps campaigns away (dialer.callbacks.HOLD)
+            SELECT 1 FROM callbacks cb WHERE cb.case_id = l.case_id AND cb.state = 'pending'
+            AND NOT cb.campaigns_may_call AND cb.lead_id IS DISTINCT FROM l.id
+            AND cb.due_at > $2 - interval '2 hours')
     ORDER BY l.priority DESC, l.next_attempt_at
     LIMIT $8
     FOR UPDATE OF l SKIP LOCKED

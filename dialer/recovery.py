@@ -125,7 +125,8 @@ async def undisposed_connected(conn: asyncpg.Connection, node: str) -> list[tupl
     rows = await conn.fetch(
         "SELECT a.attempt_key, a.campaign_id FROM call_attempts a JOIN leads l ON l.id = a.lead_id "
         "WHERE l.state = 'dialing' AND l.claimed_by = $1 AND a.outcome = 'completed' "
-        "AND a.disposition IS NULL AND a.campaign_id IS NOT NULL",
+        "AND a.disposition IS NULL AND a.settled_provisionally_at IS NULL "
+        "AND a.campaign_id IS NOT NULL",
         node,
     )
     return [(r["attempt_key"], r["campaign_id"]) for r in rows]
@@ -143,7 +144,8 @@ async def release_stale_claims(
         "attempts_today = greatest(attempts_today - 1, 0) "
         "WHERE l.state = 'dialing' AND l.claimed_by = $1 AND NOT (l.id = ANY($2::bigint[])) "
         "AND NOT EXISTS (SELECT 1 FROM call_attempts a WHERE a.lead_id = l.id "
-        "AND (a.ended_at IS NULL OR (a.outcome = 'completed' AND a.disposition IS NULL)))",
+        "AND (a.ended_at IS NULL OR (a.outcome = 'completed' AND a.disposition IS NULL "
+        "AND a.settled_provisionally_at IS NULL)))",
         node,
         list(keep),
     )

@@ -4,7 +4,8 @@ One socket per browser tab, authenticated by the session cookie at the handshake
 client message names a `type`; each type is registered with the minimum role allowed to
 send it (deny by default: an unknown type is refused), and its handler may check more
 (e.g. whether an agent may follow this case). Subscriptions map to event-bus channels,
-so a browser connected to any node receives events published on any node.
+so a browser connected to any node receives events published on any node. Features may
+follow who is connected (`Hub.presence`: called when a console opens and closes).
 
 Wire format (JSON text frames):
   client -> server  {"id": 7, "type": "subscribe", "topic": "case:42"}
@@ -70,6 +71,8 @@ class Connection:
 
 Handler = Callable[[Connection, dict[str, Any]], Awaitable[Any]]
 TopicRule = Callable[[Connection, str], Awaitable[bool]]
+# Called with (connection, True) once it is open and (connection, False) when it closes.
+PresenceListener = Callable[[Connection, bool], None]
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,14 @@ class Hub:
     def __init__(self) -> None:
         self.handlers: dict[str, _Registered] = {}
         self.topic_rules: dict[str, tuple[Role, TopicRule | None]] = {}
+        self.presence: list[PresenceListener] = []
+
+    def _tell_presence(self, conn: Connection, is_open: bool) -> None:
+        for listener in self.presence:
+            try:
+                listener(conn, is_open)
+            except Exception:
+                log.exception("a presence listener failed")
 
     def handler(self, message_type: str, role: Role) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -198,6 +209,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     conn = Connection(user, ws, request.app)
     hub = request.app[HUB]
     pump = asyncio.create_task(_pump(conn))
+    hub._tell_presence(conn, True)
     try:
         await ws.send_json({"type": "hello", "user": {"id": user.id, "role": user.role.value}})
         async for msg in ws:
@@ -220,6 +232,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                     }
                 )
     finally:
+        hub._tell_presence(conn, False)
         await cancel_and_wait(pump)
     return ws
 

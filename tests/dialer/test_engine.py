@@ -147,6 +147,9 @@ async def test_an_agent_leaving_wrap_up_without_a_disposition_settles_the_lead(r
     await rig.engine.ledger.drain()
     async with rig.pool.acquire() as conn:
         lead = await conn.fetchrow("SELECT state, claimed_by FROM leads")
-        disposition = await conn.fetchval("SELECT disposition FROM call_attempts")
+        call = await conn.fetchrow(
+            "SELECT disposition, settled_provisionally_at FROM call_attempts"
+        )
     assert lead["state"] != "dialing" and lead["claimed_by"] is None
-    assert disposition == "none"
+    # Settled provisionally; the disposition stays open for the agent to save later.
+    assert call["disposition"] is None and call["settled_provisionally_at"] is not None

@@ -1,5 +1,7 @@
 // The agent console: log in, go ready, get the case on screen the instant a debtor is
 // connected, follow the case's activity stream live, record the disposition.
+// The disposition form belongs to its call, not to the case on screen: it stays open until
+// saved, through the end of the wrap-up time, a pause, or the next call.
 import { api, ApiError, Live } from "./api.js";
 import { Softphone } from "./softphone.js";
 import { renderCase, renderTimeline, prependActivity } from "./case_card.js";
@@ -8,6 +10,9 @@ const $ = (selector) => document.querySelector(selector);
 const state = {
   user: null, live: null, softphone: null, caseId: null, attemptKey: null, cursor: null,
   agentState: "logged_out", preview: null,
+  // Calls waiting for their disposition, oldest first: {key, caseId, label, statuses}.
+  pending: [],
+  wrapDeadline: null, // performance.now() when wrap-up time runs out
 };
 const BUSY = new Set(["reserved", "on_call", "wrap_up", "logged_out"]);
 
@@ -28,9 +33,77 @@ function setAgentState(agent) {
   $("#agent-state").dataset.state = agent.state;
   $("#pause-reason").hidden = agent.state !== "paused";
   $("#pause-reason").textContent = agent.pause_reason || "";
-  $("#disposition").hidden = !(agent.state === "wrap_up" && state.attemptKey);
   state.agentState = agent.state;
   $("#dial").disabled = BUSY.has(agent.state) || !$("#dial-phone").options.length;
+  showWrapUp(agent);
+  if (agent.state === "wrap_up" && agent.attempt_key) awaitDisposition(agent.attempt_key, agent.case_id);
+}
+
+// Wrap-up: the time left, counted down; "more time"; "pause after this call".
+function showWrapUp(agent) {
+  const wrapping = agent.state === "wrap_up" && agent.wrap_up_seconds_left != null;
+  state.wrapDeadline = wrapping ? performance.now() + agent.wrap_up_seconds_left * 1000 : null;
+  $("#wrap-bar").hidden = !wrapping;
+  $("#wrap-extend").disabled = !(agent.wrap_up_extend_left > 0);
+  tick();
+  const onCall = ["reserved", "on_call", "wrap_up"].includes(agent.state);
+  $("#pause-after-call").hidden = !onCall;
+  $("#pause-after-call").textContent = agent.pause_after_call ? "Cancel pause after call" : "Pause after this call";
+  $("#pause-after-call").dataset.active = agent.pause_after_call ? "yes" : "";
+  $("#pause-after-note").hidden = !(onCall && agent.pause_after_call);
+  $("#pause-after-note").textContent = agent.pause_after_call ? `Pausing after this call (${agent.pause_after_call})` : "";
+}
+
+function tick() {
+  if (state.wrapDeadline === null) return;
+  const left = Math.max(0, Math.ceil((state.wrapDeadline - performance.now()) / 1000));
+  $("#wrap-countdown").textContent = `Wrap-up: ${left} s left`;
+}
+
+async function extendWrapUp() {
+  try {
+    const reply = await state.live.request({ type: "agent.wrap_up.extend", seconds: 30 });
+    setAgentState(reply.agent);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+async function togglePauseAfterCall() {
+  const active = $("#pause-after-call").dataset.active === "yes";
+  const reason = active ? null : $("#pause-select").value;
+  try {
+    const reply = await state.live.request({ type: "agent.pause_after_call", reason });
+    setAgentState(reply.agent);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+// A call that needs its disposition: kept (with its case's outcomes) until saved.
+async function awaitDisposition(key, caseId) {
+  if (!key || !caseId || state.pending.some((p) => p.key === key)) return;
+  const entry = { key, caseId, label: `case ${caseId}`, statuses: [] };
+  state.pending.push(entry);
+  try {
+    const card = await api("GET", `/api/cases/${caseId}`);
+    entry.label = card.reference || entry.label;
+    entry.statuses = card.allowed_statuses || [];
+  } catch (error) {
+    status(`could not load case ${caseId}: ${error.message}`, true);
+  }
+  showDisposition();
+}
+
+function showDisposition() {
+  const current = state.pending[0];
+  $("#disposition").hidden = !current;
+  $("#case").hidden = $("#case").hidden && !current;
+  if (!current || $("#disposition-form").dataset.key === current.key) return;
+  $("#disposition-form").dataset.key = current.key;
+  $("#disposition-form").reset();
+  $("#disposition-case").textContent = current.label;
+  fillOutcomes(current.statuses);
 }
 
 async function login(event) {
@@ -60,8 +133,12 @@ async function start(user) {
   await live.connect();
   await live.follow(`agent:${user.id}`);
   const me = await api("GET", "/api/agents/me");
-  fillPauseReasons(me.pause_reasons);
   setAgentState(me.agent);
+  fillPauseReasons(me.pause_reasons);
+  for (const call of me.undisposed || []) await awaitDisposition(call.attempt_key, call.case_id);
+  const mine = await api("GET", "/api/agents/me/callbacks").catch(() => ({ callbacks: [] }));
+  const due = mine.callbacks.find((c) => c.due);
+  if (due) showCallback({ case_id: due.case_id, reference: due.reference });
   if (me.agent.case_id) await openCase(me.agent.case_id, me.agent.attempt_key);
   try {
     const config = await api("GET", "/api/agents/me/softphone");
@@ -98,12 +175,29 @@ async function agentEvent(data) {
     await openCase(data.case_id, data.attempt_key);
     $("#call-banner").textContent = data.summary || "Connected";
   }
+  if (data.type === "callback_due") showCallback(data);
   if (data.type === "preview") {
     await openCase(data.case_id, null);
     state.preview = data.lead_id;
     $("#preview-text").textContent = data.summary || `Preview: ${data.number}`;
     $("#preview-bar").hidden = false;
   }
+}
+
+// A personal callback whose time has come: the case, with "Call now".
+function showCallback(callback) {
+  state.callback = callback;
+  $("#callback-text").textContent = callback.summary || `Callback due: ${callback.reference}`;
+  $("#callback-bar").hidden = false;
+}
+
+async function callBack(callNow) {
+  const callback = state.callback;
+  if (!callback) return;
+  $("#callback-bar").hidden = true;
+  state.callback = null;
+  await openCase(callback.case_id, null);
+  if (callNow) await dial();
 }
 
 async function preview(action) {
@@ -180,7 +274,6 @@ async function openCase(caseId, attemptKey) {
     const card = await api("GET", `/api/cases/${caseId}`);
     renderCase($("#case-card"), card);
     fillPhones(card.phones);
-    fillOutcomes(card.allowed_statuses || []);
     const page = await api("GET", `/api/cases/${caseId}/activities?limit=50`);
     state.cursor = page.next_cursor;
     renderTimeline($("#timeline"), page.items);
@@ -223,12 +316,20 @@ async function dispose(event) {
   if (form.get("promise_amount")) {
     body.promise = { amount: form.get("promise_amount"), due_date: form.get("promise_date") };
   }
-  if (form.get("callback_at")) body.callback_at = new Date(form.get("callback_at")).toISOString();
+  if (form.get("callback_at")) {
+    body.callback_at = new Date(form.get("callback_at")).toISOString();
+    body.callback_personal = !form.get("callback_campaign");
+    body.campaigns_may_call = Boolean(form.get("campaigns_may_call"));
+  }
+  const current = state.pending[0];
+  if (!current) return;
   try {
-    await api("POST", `/api/calls/${encodeURIComponent(state.attemptKey)}/disposition`, body);
+    await api("POST", `/api/calls/${encodeURIComponent(current.key)}/disposition`, body);
+    state.pending.shift();
     event.target.reset();
-    state.attemptKey = null;
-    $("#disposition").hidden = true;
+    delete event.target.dataset.key;
+    if (state.attemptKey === current.key) state.attemptKey = null;
+    showDisposition();
     $("#call-banner").textContent = "";
     status("Disposition saved");
   } catch (error) {
@@ -237,7 +338,14 @@ async function dispose(event) {
 }
 
 async function logout() {
-  await requestState("logout").catch(() => {});
+  try {
+    await state.live.request({ type: "agent.state", state: "logout" });
+  } catch (error) {
+    if (error.code === "on_call") {
+      if (!window.confirm("You are on a call; log out anyway?")) return;
+      await state.live.request({ type: "agent.state", state: "logout", confirm: true }).catch(() => {});
+    }
+  }
   await api("POST", "/api/logout").catch(() => {});
   if (state.softphone) state.softphone.stop();
   if (state.live) state.live.close();
@@ -255,6 +363,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("#dial").addEventListener("click", dial);
   $("#preview-call").addEventListener("click", () => preview("call"));
   $("#preview-skip").addEventListener("click", () => preview("skip"));
+  $("#wrap-extend").addEventListener("click", extendWrapUp);
+  $("#callback-call").addEventListener("click", () => callBack(true));
+  $("#callback-open").addEventListener("click", () => callBack(false));
+  $("#pause-after-call").addEventListener("click", togglePauseAfterCall);
+  setInterval(tick, 250);
   try {
     const me = await api("GET", "/api/me");
     await start(me);
