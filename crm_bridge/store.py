@@ -265,7 +265,10 @@ async def may_see_case(
             "OR ($3::bigint IS NOT NULL AND c.team_id = $3) "
             # A case the dialer put on this agent's screen in the last day.
             "OR EXISTS (SELECT 1 FROM call_attempts a WHERE a.case_id = c.id AND a.agent_id = $2 "
-            "AND a.started_at > now() - interval '1 day')))",
+            "AND a.started_at > now() - interval '1 day') "
+            # A callback the agent agreed with the debtor and has yet to make.
+            "OR EXISTS (SELECT 1 FROM callbacks cb WHERE cb.case_id = c.id AND cb.agent_id = $2 "
+            "AND cb.state = 'pending')))",
             case_id,
             viewer.user_id,
             viewer_team,

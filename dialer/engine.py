@@ -155,6 +155,9 @@ class EngineCounters:
     machines: int = 0
     ended: int = 0
     refused: int = 0  # Originates Asterisk refused (not attempts on a debtor)
+    # Abandons whose redirect to the message failed (the link was down): the debtor was
+    # not connected in time, and hears the dialplan's own safety-net message, or nothing.
+    abandoned_unheard: int = 0
     agent_left: int = 0  # connected debtors whose agent's leg dropped mid-call
     recovered: int = 0  # attempts closed or adopted after a restart
     # The latest reservation-to-Redirect times (bounded: a node runs for months).
@@ -213,7 +216,8 @@ class CampaignEngine:
         """Start following calls: first what a previous process of this node left (see
         `recover`), then pacing."""
         await self.ledger.start()
-        self._tasks = [asyncio.create_task(self._notice_loop(), name="engine-notices")]
+        # The notice loop starts after the recovery: a call that ends while it runs is
+        # reported after its attempt has been taken back, not dropped as unknown.
         if self.calls.link_up:
             try:
                 await self.recover(at_start=True)
@@ -221,7 +225,8 @@ class CampaignEngine:
                 # Not fatal: the next reconnect runs it again; meanwhile nothing is dialed.
                 log.exception("engine: recovery at start failed; holding dialing")
                 self._hold(self.settings.link_stable_for, "recovery failed")
-        self._tasks += [
+        self._tasks = [
+            asyncio.create_task(self._notice_loop(), name="engine-notices"),
             asyncio.create_task(self._tick_loop(), name="engine-ticks"),
             asyncio.create_task(self._deadline_loop(), name="engine-deadlines"),
         ]
@@ -780,6 +785,7 @@ class CampaignEngine:
         try:
             await self.calls.abandon(call.key)
         except Exception:
+            self.counters.abandoned_unheard += 1
             log.warning("attempt %s: redirect to the abandonment message failed", call.key)
 
     async def _deadline_loop(self) -> None:

@@ -28,7 +28,12 @@ from crm_bridge.workflow import change_status, workflow_of_case
 from dialer.attempts import CALLS_TOPIC
 from dialer.callbacks import NewCallback, add_callback, close_callbacks
 from dialer.campaigns import Campaign, DialMode, get_campaign
-from dialer.leads import finish_attempt, move_leads_off_phone, schedule_callback
+from dialer.leads import (
+    NotContactable,
+    finish_attempt,
+    move_leads_off_phone,
+    schedule_callback,
+)
 from dialer.retry import AttemptOutcome
 
 
@@ -180,6 +185,8 @@ async def _keep_callback(
                 )
             campaign_id = target.id
             lead_id = await schedule_callback(conn, actor, target, case_id, at, None, default_zones)
+    except NotContactable:
+        raise  # the case may not be called back at all: the API says so (409)
     except LookupError as exc:
         raise DispositionError(str(exc)) from None
     await add_callback(

@@ -197,7 +197,11 @@ async def run_shared_campaign(pool, nodes: int, drop_link_after: int | None) -> 
     attempts = sum(outcomes.values())
     # Each attempt was originated once (plus the 8 agents' legs), even across a reconnect.
     assert truth.get("originate", 0) == attempts + 8
-    assert outcomes.get("abandoned", 0) == truth.get("abandon_message", 0)
+    # Every message played was an abandon; an abandon decided while the link was down could
+    # not be redirected (the debtor hears the dialplan's safety net later, or hangs up first).
+    unheard = sum(e.counters.abandoned_unheard for e in engines)
+    messages = truth.get("abandon_message", 0)
+    assert messages <= outcomes.get("abandoned", 0) <= messages + unheard
     assert outcomes.get("completed", 0) == truth.get("connected", 0)
     # Every node dialed, and every dial is in the ledger.
     dialed = [e.counters.dialed for e in engines]

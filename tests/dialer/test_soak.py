@@ -5,9 +5,12 @@ abandon rate stays under the cap. `bench/dialer/soak.py` runs the long form."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.soak import SoakPlan, run_soak
 
 
+@pytest.mark.timeout(900)
 async def test_kill_9_and_link_drops_strand_nothing_and_keep_the_cap(postgres_admin_url: str):
     plan = SoakPlan(virtual_hours=0.3, scale=10.0, kills=8, link_drops=8, agents=12, seed=3)
     report = await run_soak(postgres_admin_url, plan)

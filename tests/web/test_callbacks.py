@@ -191,3 +191,23 @@ async def test_an_agent_cancels_only_their_own_callback(client: TestClient):
     r = await client.post(f"/api/callbacks/{callback_id}/cancel")
     assert r.status == 200, await r.text()
     assert (await (await client.get("/api/agents/me/callbacks")).json())["callbacks"] == []
+
+
+async def test_an_agent_can_open_the_case_of_their_callback_days_later(client: TestClient):
+    agent = (await login(client, "later", Role.AGENT)).id
+    case_id = await _case(client, "CB-LATER")
+    await manual_call(client, agent, "later1", case_id)
+    at = _tomorrow() + timedelta(days=3)
+    r = await client.post(
+        "/api/calls/later1/disposition",
+        json={"status": "contact_later", "callback_at": at.isoformat()},
+    )
+    assert r.status == 200, await r.text()
+    async with client.app[POOL].acquire() as conn:
+        # The call is from long ago; only the pending callback ties the agent to the case.
+        await conn.execute(
+            "UPDATE call_attempts SET started_at = now() - interval '3 days' "
+            "WHERE attempt_key = 'later1'"
+        )
+    r = await client.get(f"/api/cases/{case_id}")
+    assert r.status == 200, await r.text()
