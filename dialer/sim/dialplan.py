@@ -36,8 +36,11 @@ class Dialplan:
         hold_max: float = 30.0,
         amd_accuracy: float = 1.0,
         inbound_max: float = 600.0,
+        *,
+        missing_apps: frozenset[str] = frozenset(),
     ):
         self.pbx = pbx
+        self.missing_apps = missing_apps
         self.hold_max = hold_max
         self.amd_accuracy = amd_accuracy
         self.inbound_max = inbound_max  # the dialplan's safety net (PRATICA_INBOUND_MAX)

@@ -119,6 +119,7 @@ class Pbx:
     # Event classes no connected session wants: not even built (saves CPU under load).
     muted: frozenset[str] = frozenset()
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    emptied: asyncio.Event = field(default_factory=asyncio.Event)  # set when the last goes
 
     # --- events -----------------------------------------------------------------
 
@@ -325,11 +326,30 @@ class Pbx:
             "Hangup", ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))
         )
         self.channels.pop(ch.name, None)
+        if not self.channels:
+            self.emptied.set()
         if ch.answered is not None and not ch.answered.done():
             ch.answered.set_result(False)
         task = ch.task
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()
+
+    def shutdown_hangup(self) -> list[SimChannel]:
+        """`core stop now`: every channel soft-hung-up (cause flag 4, shutdown), then gone.
+
+        Returns the `;1` halves of originates still unanswered (their OriginateResponse
+        is still owed).
+        """
+        channels = list(self.channels.values())
+        for ch in channels:
+            self.channel_event("SoftHangupRequest", ch, ("Cause", "4"))
+        pending = [ch for ch in channels if ch.originate is not None and not ch.originate.reported]
+        for ch in channels:
+            if ch.task is not None and not ch.task.done():
+                ch.task.cancel()
+            self.leave_bridge(ch)
+            self.gone(ch, 0)
+        return pending
 
     def check(self, ch: SimChannel) -> None:
         if ch.hung_up:

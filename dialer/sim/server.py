@@ -2,12 +2,14 @@
 
 `AmiSimulator(options)` listens like Asterisk's manager port; `start()`/`close()` or
 `async with`. Each connection gets the banner, must log in (plain or MD5 challenge),
-and then receives the PBX's events according to its `Events` setting.
+and then receives the PBX's events according to its `Events` setting. `restart()`
+behaves like `core restart now|gracefully` on Asterisk 22 (see `shutdown()`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -15,13 +17,14 @@ import random
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from dialer.ami_codec import AmiDecoder, AmiMessage, encode
+from dialer.ami_codec import AmiMessage, encode
 from dialer.sim.actions import Actions, error, response
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import AgentModel, DebtorModel
 from dialer.sim.dialplan import Dialplan
+from dialer.sim.manager_input import ManagerInput, ManagerRequest
 from dialer.sim.pbx import Pbx
 
 log = logging.getLogger(__name__)
@@ -65,38 +68,58 @@ class SimOptions:
     inbound_per_hour: float = 0.0
     inbound_known_share: float = 0.8
     inbound_patience_median: float = 60.0
+    # Dialplan applications whose module did not load (e.g. "AMD" without amd.conf): a
+    # channel reaching one is hung up, as Asterisk does ("No application 'AMD'").
+    missing_apps: frozenset[str] = frozenset()
 
 
 class AmiSimulator:
     def __init__(self, options: SimOptions = SimOptions()):
         self.options = options
         self.clock = ScaledClock(options.time_scale, options.start)
-        self.pbx = Pbx(
-            self.clock,
-            options.debtors,
-            options.agents,
-            random.Random(options.seed),
-            options.channelvars,
-            options.simulated_agents,
-        )
-        self.dialplan = Dialplan(
-            self.pbx, options.hold_max, options.amd_accuracy, options.inbound_max
-        )
-        self.actions = Actions(self.pbx, self.dialplan)
         self.faults = options.faults
         self.sessions: set[AmiSession] = set()
         self._server: asyncio.Server | None = None
         self.port = options.port
-        self.started = time.time()
         self.logins = 0
         self.connections = 0
+        self.boots = 0
+        self.shutting_down = False
+        self._inbound: asyncio.Task[None] | None = None
+        self._boot()
+
+    def _boot(self) -> None:
+        """A fresh PBX: no channels, counters and Uniqueid sequence from the start."""
+        options = self.options
+        self.pbx = Pbx(
+            self.clock,
+            options.debtors,
+            options.agents,
+            random.Random(options.seed + self.boots),
+            options.channelvars,
+            options.simulated_agents,
+        )
+        self.dialplan = Dialplan(
+            self.pbx,
+            options.hold_max,
+            options.amd_accuracy,
+            options.inbound_max,
+            missing_apps=options.missing_apps,
+        )
+        self.actions = Actions(self.pbx, self.dialplan)
+        self.started = time.time()
+        self.boots += 1
+        self.shutting_down = False
 
     async def start(self) -> None:
         if self.options.inbound_per_hour > 0:
             task = asyncio.get_running_loop().create_task(self._inbound_callers())
             self.pbx.tasks.add(task)
             task.add_done_callback(self.pbx.tasks.discard)
-        self._server = await asyncio.start_server(self._serve, self.options.host, self.options.port)
+            self._inbound = task
+        # After a restart the port is the one clients know, not a new free one.
+        port = self.port if self.boots > 1 else self.options.port
+        self._server = await asyncio.start_server(self._serve, self.options.host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("AMI simulator listening on %s:%s", self.options.host, self.port)
 
@@ -105,13 +128,67 @@ class AmiSimulator:
             self._server.close()
         for session in list(self.sessions):
             session.drop()
+        self._stop_pbx()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _stop_pbx(self) -> None:
         for task in list(self.pbx.tasks):
             task.cancel()
         for ch in list(self.pbx.channels.values()):
             if ch.task is not None:
                 ch.task.cancel()
+
+    async def shutdown(
+        self, *, gracefully: bool = False, restart: bool = False, shutting_down_for: float = 1.0
+    ) -> None:
+        """`core stop|restart now|gracefully`: the PBX goes away, the port is closed.
+
+        From the first moment every action (Login and Logoff too) is answered
+        `Message: Asterisk is shutting down`. `now` soft-hangs-up every channel
+        (`SoftHangupRequest` `Cause: 4`, then `Hangup` `Cause: 0`); `gracefully` waits
+        for the calls to end by themselves. After `shutting_down_for` real seconds
+        (Asterisk sleeps 1 s when it had channels to wait for), the `Shutdown` event
+        (`Shutdown: Cleanly|Uncleanly`, `Restart: True|False`) goes to every session,
+        the connections are closed and the port refuses connections until `boot()`.
+        """
+        self.shutting_down = True
+        pbx = self.pbx
+        if self._inbound is not None:
+            self._inbound.cancel()  # no new channels from now on
+        if gracefully:
+            while pbx.channels:
+                pbx.emptied.clear()
+                await pbx.emptied.wait()
+        else:
+            for one in pbx.shutdown_hangup():
+                self.dialplan.originate_failed(one, 0)
+        await asyncio.sleep(shutting_down_for)
+        pbx.emit("Shutdown", "system", [("Shutdown", "Uncleanly" if pbx.channels else "Cleanly"),
+                                        ("Restart", "True" if restart else "False")])  # fmt: skip
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            await session.close()
+        self._stop_pbx()
         if self._server is not None:
             await self._server.wait_closed()
+            self._server = None
+
+    async def boot(self) -> None:
+        """Start a fresh PBX on the same port (after `shutdown()`)."""
+        self._boot()
+        await self.start()
+
+    async def restart(
+        self, down_for: float = 15.0, *, gracefully: bool = False, shutting_down_for: float = 1.0
+    ) -> None:
+        """`core restart now|gracefully`, down `down_for` real seconds, then up again."""
+        await self.shutdown(
+            gracefully=gracefully, restart=True, shutting_down_for=shutting_down_for
+        )
+        await asyncio.sleep(down_for)
+        await self.boot()
 
     async def _inbound_callers(self) -> None:
         """Debtors calling in at random (a Poisson process in virtual time)."""
@@ -181,10 +258,11 @@ class AmiSession:
         self.sim = sim
         self.reader = reader
         self.writer = writer
-        self.decoder = AmiDecoder()
+        self.input = ManagerInput()
         self.authenticated = False
         self.events: frozenset[str] | None = None  # None: all classes; empty: off
         self.challenge = ""
+        self.session_start = datetime.now(UTC)
         self.sent_events = 0
         self._held: AmiMessage | None = None
         self.closed = False
@@ -203,6 +281,15 @@ class AmiSession:
         self.closed = True
         transport = self.writer.transport
         transport.abort()
+
+    async def close(self) -> None:
+        """Close after what was written has gone out (the PBX is going away)."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+        self.writer.close()
 
     def on_event(self, message: AmiMessage) -> None:
         if self.events is not None:
@@ -259,10 +346,10 @@ class AmiSession:
                 data = await self.reader.read(65536)
                 if not data:
                     break
-                for action in self.decoder.feed(data):
+                for request in self.input.feed(data):
                     if self.frozen:
                         continue
-                    await self.handle(action)
+                    await self.handle(request)
                     if self.closed:
                         break
                 await self.writer.drain()
@@ -272,13 +359,32 @@ class AmiSession:
             self.closed = True
             self.writer.close()
 
-    async def handle(self, action: AmiMessage) -> None:
+    async def handle(self, request: ManagerRequest) -> None:
+        """One request, checked in the order of Asterisk's `process_message`."""
+        action = request.message
+        if request.error:
+            self.send(error(action, request.error))
+            return
         name = action.action.lower()
+        if not name:
+            self.send(error(action, "Missing action in request"))
+            self._security_event("RequestBadFormat", "Error", ("RequestType", "Action: NONE"))
+            return
+        if self.sim.shutting_down:
+            self.send(error(action, "Asterisk is shutting down"))
+            return
+        if not self.authenticated and name not in ("login", "logoff", "challenge"):
+            self.send(error(action, "Permission denied"))
+            return
         if name == "login":
             await self.login(action)
             return
         if name == "challenge":
-            self.challenge = secrets.token_hex(8)
+            if action.get("AuthType").lower() != "md5":
+                self.send(error(action, "Must specify AuthType"))
+                return
+            # Decimal, as Asterisk's ast_random(); the same for the whole session.
+            self.challenge = self.challenge or str(secrets.randbelow(2**31))
             self.send(response(action, "Success", ("Challenge", self.challenge)))
             return
         if name == "logoff":
@@ -286,15 +392,16 @@ class AmiSession:
             await self.writer.drain()
             self.closed = True
             return
-        if not self.authenticated:
-            self.send(error(action, "Permission denied"))
-            return
         if name == "ping":
             self.send(response(action, "Success", ("Ping", "Pong"),
                                ("Timestamp", f"{time.time():.6f}")))  # fmt: skip
             return
         if name == "events":
-            self.events = _event_mask(action.get("EventMask"))
+            mask = action.get("EventMask")
+            if not mask.strip():
+                self.send(error(action, "Invalid event mask"))
+                return
+            self.events = event_mask(mask)
             self.sim.update_interest()
             state = "Off" if self.events == frozenset() else "On"
             self.send(response(action, "Success", ("Events", state)))
@@ -303,13 +410,16 @@ class AmiSession:
         if handler is None:
             self.send(error(action, f"Invalid/unknown command: {action.action}. "
                                     "Use Action: ListCommands to show available commands."))  # fmt: skip
-            self.send(self._security_event("RequestBadFormat", "Error",
-                                           ("RequestType", f"Action: {action.action}")))  # fmt: skip
+            self._security_event("RequestBadFormat", "Error",
+                                 ("RequestType", f"Action: {action.action}"))  # fmt: skip
             return
         for message in await handler(action):
             self.send(message)
 
     async def login(self, action: AmiMessage) -> None:
+        if self.authenticated:
+            self.send(response(action, "Success", ("Message", "Already authenticated")))
+            return
         options = self.sim.options
         secret_ok = _same(action.get("Username"), options.username) and (
             _same(action.get("Secret"), options.secret)
@@ -326,7 +436,8 @@ class AmiSession:
             return
         self.authenticated = True
         self.sim.logins += 1
-        self.events = _event_mask(action.get("Events") or "on")
+        self.events = event_mask(action.get("Events") or "on")
+        self.session_start = datetime.now(UTC)
         self.send(response(action, "Success", ("Message", "Authentication accepted")))
         booted = AmiMessage((("Event", "FullyBooted"), ("Privilege", "system,all"),
                              ("Uptime", str(int(time.time() - self.sim.started))),
@@ -336,20 +447,74 @@ class AmiSession:
             self.send(booted)
         self.sim.pbx.listeners.append(self.on_event)
         self.sim.update_interest()
+        self._security_event("SuccessfulAuth", "Informational", ("UsingPassword", "0"))
 
-    def _security_event(self, event: str, severity: str, *extra: tuple[str, str]) -> AmiMessage:
-        return AmiMessage((("Event", event), ("Privilege", "security,all"),
-                           ("Severity", severity), ("Service", "AMI"), ("EventVersion", "1"),
-                           *extra, ("AccountID", self.sim.options.username)))  # fmt: skip
+    def _security_event(self, event: str, severity: str, *extra: tuple[str, str]) -> None:
+        """A security event, sent to every session that receives the `security` class."""
+        now = _event_tv(datetime.now(UTC))
+        local = _address(self.writer.get_extra_info("sockname"))
+        remote = _address(self.writer.get_extra_info("peername"))
+        common = [("EventTV", now), ("Severity", severity), ("Service", "AMI"),
+                  ("EventVersion", "1")]  # fmt: skip
+        session = [("SessionID", f"0x{id(self):x}"), ("LocalAddress", local),
+                   ("RemoteAddress", remote)]  # fmt: skip
+        started = ("SessionTV", _event_tv(self.session_start))
+        account = ("AccountID", self.sim.options.username)
+        if event == "SuccessfulAuth":
+            headers = [*common, account, *session, *extra, started]
+        else:
+            headers = [*common, *session, *extra, started, account]
+        self.sim.pbx.emit(event, "security", headers)
 
 
-def _event_mask(text: str) -> frozenset[str] | None:
-    value = text.strip().lower()
-    if value in ("on", "yes", "true", "1", "all", ""):
-        return None
-    if value in ("off", "no", "false", "0"):
+def _event_tv(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}+0000"
+
+
+def _address(sockname: object) -> str:
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        return f"IPV4/TCP/{sockname[0]}/{sockname[1]}"
+    return "IPV4/TCP/0.0.0.0/0"
+
+
+# Asterisk's event classes and their bits (manager.h); `all` is every bit.
+EVENT_CLASSES = {
+    "system": 1 << 0, "call": 1 << 1, "log": 1 << 2, "verbose": 1 << 3, "command": 1 << 4,
+    "agent": 1 << 5, "user": 1 << 6, "config": 1 << 7, "dtmf": 1 << 8, "reporting": 1 << 9,
+    "cdr": 1 << 10, "dialplan": 1 << 11, "originate": 1 << 12, "agi": 1 << 13, "cc": 1 << 15,
+    "aoc": 1 << 16, "test": 1 << 17, "security": 1 << 18, "message": 1 << 30,
+}  # fmt: skip
+_TRUE = frozenset({"yes", "true", "y", "t", "1", "on"})
+_FALSE = frozenset({"no", "false", "n", "f", "0", "off"})
+
+
+def event_mask(text: str) -> frozenset[str] | None:
+    """The event classes a `Events`/`EventMask` value asks for (None: all; empty: off).
+
+    As Asterisk's `strings_to_mask`: a number is a bit mask, a false word is off, a
+    true word is all, else the comma-separated class names; a value naming no class
+    (a typo) is off, not all.
+    """
+    value = text.strip()
+    if value.isdigit():
+        bits = int(value)
+        if bits & 0x7FFFFFFF == 0x7FFFFFFF:
+            return None
+        return frozenset(name for name, bit in EVENT_CLASSES.items() if bits & bit)
+    if value.lower() in _FALSE:
         return frozenset()
-    return frozenset(part.strip() for part in value.split(",") if part.strip())
+    if value.lower() in _TRUE:
+        return None
+    parts = value.split(",")
+    wanted: set[str] = set()
+    for label in [*EVENT_CLASSES, "all"]:
+        # Asterisk's ast_instring: every part but the last matches as a prefix of the
+        # label, the last one exactly (case-sensitive).
+        if any(label.startswith(p) for p in parts[:-1] if p) or parts[-1] == label:
+            if label == "all":
+                return None
+            wanted.add(label)
+    return frozenset(wanted)
 
 
 def _same(given: str, expected: str) -> bool:
