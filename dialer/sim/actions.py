@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from dialer.ami_codec import AmiMessage
 from dialer.sim.dialplan import CONTEXTS, Dialplan
+from dialer.sim.extensions import EXTENSIONS
 from dialer.sim.pbx import STATE_DESC, Pbx, PendingOriginate, SimChannel
 
-Reply = list[AmiMessage]
+Reply = list[AmiMessage | bytes]  # bytes: sent as they are (Asterisk's odd framings)
+MAX_PUBLIC_UNIQUEID = 149  # AST_MAX_PUBLIC_UNIQUEID
 
 
 def response(action: AmiMessage, status: str, *headers: tuple[str, str]) -> AmiMessage:
@@ -58,25 +60,57 @@ class Actions:
     # --- Originate ----------------------------------------------------------------
 
     async def originate(self, action: AmiMessage) -> Reply:
-        dial = action.get("Channel")
+        """Checked in the order of Asterisk's `action_originate`, then queued or run."""
         self.pbx.count("originate")
+        dial = action.get("Channel")
+        channel_id, other_id = action.get("ChannelId"), action.get("OtherChannelId")
+        if len(channel_id) > MAX_PUBLIC_UNIQUEID or len(other_id) > MAX_PUBLIC_UNIQUEID:
+            # Asterisk's message ends with a newline of its own: sent as it is.
+            return [_raw_error(action, f"Uniqueid length exceeds maximum of "
+                                       f"{MAX_PUBLIC_UNIQUEID}\n")]  # fmt: skip
+        if not dial:
+            return [error(action, "Channel not specified")]
+        context, exten, priority_text = (action.get("Context"), action.get("Exten"),
+                                         action.get("Priority"))  # fmt: skip
+        priority = 0
+        if priority_text:
+            number = _leading_int(priority_text)
+            priority = (number if number is not None
+                        else EXTENSIONS.find_label(context, exten, priority_text))  # fmt: skip
+            if number is None and priority < 1:
+                return [error(action, "Invalid priority")]
+        timeout_text = action.get("Timeout")
+        timeout_ms = _leading_int(timeout_text) if timeout_text else 30000
+        if timeout_ms is None:
+            return [error(action, "Invalid timeout")]
+        if "/" not in dial:
+            return [error(action, "Invalid channel")]
+        if priority and not EXTENSIONS.exists(context, exten, priority):
+            return [error(action, "Extension does not exist.")]
+        is_async = _true(action.get("Async"))
+        if not is_async and not action.get("Application") and not priority:
+            return [error(action, "Originate with 'Exten' requires 'Context' and 'Priority'")]
         tech, _, resource = dial.partition("/")
-        exten, _, context = resource.partition("@")
-        if not dial or tech != "Local" or context not in CONTEXTS:
-            return [error(action, "Originate failed")] if not dial else await self._refused(action)
-        is_async = action.get("Async").lower() in ("true", "yes", "1", "on")
+        local_exten, _, local_context = resource.partition("@")
         pending = PendingOriginate(
-            action.action_id,
-            dial,
-            action.get("Context"),
-            action.get("Exten"),
-            *_callerid(action.get("CallerID")),
+            action.action_id, dial, context, exten, *_callerid(action.get("CallerID"))
         )
         # A synchronous Originate is answered by its Response only, no OriginateResponse.
         pending.reported = not is_async
+        pending.uniqueid = channel_id
+        if tech != "Local" or self._in_use(channel_id, other_id):
+            # No channel can be made (an unknown technology, or "Channel Unique ID
+            # already in use"): the dial fails before any channel exists.
+            return self._failed_at_once(action, pending, is_async)
+        if not EXTENSIONS.exists(local_context, local_exten) or local_context not in CONTEXTS:
+            # Local's call() finds no such extension: both halves made, then hung up.
+            one, two = self.pbx.local_pair(local_exten, local_context, channel_id, other_id)
+            self.pbx.gone(one, 0)
+            self.pbx.gone(two, 0)
+            return self._failed_at_once(action, pending, is_async)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         task = asyncio.get_running_loop().create_task(
-            self._run_originate(action, pending, exten, context, done)
+            self._run_originate(action, pending, local_exten, local_context, timeout_ms, done)
         )
         self.pbx.tasks.add(task)
         task.add_done_callback(self.pbx.tasks.discard)
@@ -86,15 +120,20 @@ class Actions:
             return [response(action, "Success", ("Message", "Originate successfully queued"))]
         return [error(action, "Originate failed")]
 
-    async def _refused(self, action: AmiMessage) -> Reply:
-        pending = PendingOriginate(
-            action.action_id, action.get("Channel"), action.get("Context"), action.get("Exten"),
-            *_callerid(action.get("CallerID")),
+    def _in_use(self, *ids: str) -> bool:
+        return any(i and i in self.pbx.by_uniqueid for i in ids)
+
+    def _failed_at_once(
+        self, action: AmiMessage, pending: PendingOriginate, is_async: bool
+    ) -> Reply:
+        if not is_async:
+            return [error(action, "Originate failed")]
+        pending.reported = True
+        asyncio.get_running_loop().call_soon(
+            self.dialplan.originate_response, pending, pending.uniqueid or "<unknown>",
+            pending.dial_string, False, 0,
         )  # fmt: skip
-        if action.get("Async").lower() in ("true", "yes", "1", "on"):
-            self.dialplan.originate_response(pending, "<unknown>", pending.dial_string, False, 0)
-            return [response(action, "Success", ("Message", "Originate successfully queued"))]
-        return [error(action, "Originate failed")]
+        return [response(action, "Success", ("Message", "Originate successfully queued"))]
 
     async def _run_originate(
         self,
@@ -102,6 +141,7 @@ class Actions:
         pending: PendingOriginate,
         exten: str,
         context: str,
+        timeout_ms: int,
         done: asyncio.Future[bool],
     ) -> None:
         pbx, dialplan = self.pbx, self.dialplan
@@ -124,8 +164,7 @@ class Actions:
         pbx.dial_event("DialBegin", one, None, ("DialString", f"{exten}@{context}"))
         one.answered = asyncio.get_running_loop().create_future()
         dialplan.start(two, context, exten)
-        timeout_ms = action.get("Timeout")
-        timeout = int(timeout_ms) / 1000 if timeout_ms.isdigit() else self.default_originate_timeout
+        timeout = timeout_ms / 1000
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             async with asyncio.timeout(pbx.clock.real(timeout)):
@@ -188,7 +227,7 @@ class Actions:
             except re.error:
                 return [error(action, "Invalid regex")]
             matched = [ch for ch in self.pbx.channels.values() if pattern.search(ch.name)]
-            out = [response(action, "Success", ("EventList", "start"),
+            out: Reply = [response(action, "Success", ("EventList", "start"),
                             ("Message", "Channels hung up will follow"))]  # fmt: skip
             out += [list_item(action, "ChannelHungup", ("Channel", ch.name)) for ch in matched]
             out.append(list_item(action, "ChannelsHungupListComplete", ("EventList", "Complete"),
@@ -241,7 +280,7 @@ class Actions:
     # --- lists -----------------------------------------------------------------------
 
     async def core_show_channels(self, action: AmiMessage) -> Reply:
-        out = [response(action, "Success", ("EventList", "start"),
+        out: Reply = [response(action, "Success", ("EventList", "start"),
                         ("Message", "Channels will follow"))]  # fmt: skip
         now = self.pbx.clock.monotonic()
         channels = sorted(self.pbx.channels.values(), key=lambda c: (c.created, c.name))
@@ -268,7 +307,7 @@ class Actions:
         channels = [c for c in self.pbx.channels.values() if not wanted or c.name == wanted]
         if wanted and not channels:
             return [error(action, "No such channel")]
-        out = [response(action, "Success", ("EventList", "start"),
+        out: Reply = [response(action, "Success", ("EventList", "start"),
                         ("Message", "Channel status will follow"))]  # fmt: skip
         for ch in channels:
             out.append(list_item(action, "Status", *self.pbx.block(ch),
@@ -285,6 +324,21 @@ def _callerid(text: str) -> tuple[str, str]:
     if match:
         return match.group(2), match.group(1).strip()
     return text.strip(), ""
+
+
+def _raw_error(action: AmiMessage, message: str) -> bytes:
+    action_id = f"ActionID: {action.action_id}\r\n" if action.action_id else ""
+    return f"Response: Error\r\n{action_id}Message: {message}\r\n\r\n".encode()
+
+
+def _leading_int(text: str) -> int | None:
+    """sscanf("%d"): the integer a value starts with, or None."""
+    match = re.match(r"\s*([-+]?\d+)", text)
+    return int(match.group(1)) if match else None
+
+
+def _true(text: str) -> bool:
+    return text.strip().lower() in ("yes", "true", "y", "t", "1", "on")
 
 
 def _number(text: str) -> bool:

@@ -102,7 +102,7 @@ class Dialplan:
         ch = SimChannel(name, uid, uid, "pratica-inbound", dialed, RING,
                         created=self.pbx.clock.monotonic())  # fmt: skip
         ch.variables["_CALLERID_NUM"] = caller
-        self.pbx.channels[name] = ch
+        self.pbx.add(ch)
         self.pbx.channel_event("Newchannel", ch)
         self.start(ch, "pratica-inbound", dialed)
         task = asyncio.get_running_loop().create_task(self._caller(ch, patience, talk))

@@ -48,6 +48,7 @@ class PendingOriginate:
     callerid_num: str
     callerid_name: str
     reported: bool = False
+    uniqueid: str = ""  # the ChannelId asked for
 
 
 @dataclass(eq=False)
@@ -107,6 +108,7 @@ class Pbx:
     channelvars: tuple[str, ...] = ("ATTEMPT",)
     simulated_agents: bool = False
     channels: dict[str, SimChannel] = field(default_factory=dict)
+    by_uniqueid: dict[str, SimChannel] = field(default_factory=dict)
     conferences: dict[str, SimBridge] = field(default_factory=dict)
     listeners: list[Callable[[AmiMessage], None]] = field(default_factory=list)
     _local_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -175,20 +177,19 @@ class Pbx:
         two = SimChannel(base + ";2", uid2, linked, context, exten, RING, half=2, created=now)
         one.peer, two.peer = two, one
         one.dial_string = f"Local/{exten}@{context}"
-        for ch in (one, two):
-            self.channels[ch.name] = ch
+        self.add(one)
+        self.add(two)
         self.channel_event("Newchannel", one)
         self.channel_event("Newchannel", two)
         return one, two
 
+    def add(self, ch: SimChannel) -> None:
+        self.channels[ch.name] = ch
+        self.by_uniqueid[ch.uniqueid] = ch
+
     def find(self, name: str) -> SimChannel | None:
-        ch = self.channels.get(name)
-        if ch is not None:
-            return ch
-        for candidate in self.channels.values():
-            if candidate.uniqueid == name:
-                return candidate
-        return None
+        """By name or Uniqueid, as Asterisk's ast_channel_get_by_name."""
+        return self.channels.get(name) or self.by_uniqueid.get(name)
 
     def set_state(self, ch: SimChannel, state: int) -> None:
         if ch.state != state and not ch.hung_up:
@@ -326,6 +327,7 @@ class Pbx:
             "Hangup", ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))
         )
         self.channels.pop(ch.name, None)
+        self.by_uniqueid.pop(ch.uniqueid, None)
         if not self.channels:
             self.emptied.set()
         if ch.answered is not None and not ch.answered.done():

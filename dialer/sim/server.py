@@ -268,10 +268,10 @@ class AmiSession:
         self.closed = False
         self.frozen = False
 
-    def send(self, message: AmiMessage) -> None:
+    def send(self, message: AmiMessage | bytes) -> None:
         if self.closed or self.writer.is_closing():
             return
-        self.writer.write(encode(message))
+        self.writer.write(message if isinstance(message, bytes) else encode(message))
         if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
             # A client that does not read: Asterisk drops it after `writetimeout`.
             log.warning("AMI simulator: client not reading, dropping its connection")
