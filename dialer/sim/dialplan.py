@@ -74,7 +74,22 @@ class Dialplan:
 
     def app(self, ch: SimChannel, name: str, data: str = "") -> None:
         self.pbx.check(ch)
+        if name in self.missing_apps:
+            # pbx.c: "No application 'AMD' for extension": no Newexten, the PBX ends
+            # and hangs the channel up with no cause set (0).
+            log.warning("No application '%s' for extension (%s, %s, %d)", name, ch.context,
+                        ch.exten, ch.priority + 1)  # fmt: skip
+            self.pbx.hangup(ch, 0, from_bridge=True)
+            raise ChannelGone(ch.name)
         self.pbx.newexten(ch, name, data)
+
+    def drop_agent_phone(self, agent: str) -> bool:
+        """The agent's (simulated) phone hangs up: its leg leaves the conference."""
+        for ch in list(self.pbx.channels.values()):
+            if ch.half == 2 and ch.context in ("sim-agents", "agents") and ch.exten == agent:
+                self.pbx.hangup(ch, 16)
+                return True
+        return False
 
     def redirect(self, ch: SimChannel, context: str, exten: str) -> bool:
         if context not in CONTEXTS:

@@ -86,15 +86,20 @@ class SimBridge:
     members: list[SimChannel] = field(default_factory=list)
     conference: str = ""
     destroyed: bool = False
+    # ConfBridge's announcer channel is in the bridge while the conference lives: it is
+    # counted in BridgeNumChannels though it never has a BridgeEnter of its own.
+    announcer: bool = False
 
-    def headers(self) -> list[tuple[str, str]]:
+    def headers(self, count: int | None = None) -> list[tuple[str, str]]:
+        if count is None:
+            count = len(self.members) + self.announcer
         return [
             ("BridgeUniqueid", self.uniqueid),
             ("BridgeType", self.bridge_type),
             ("BridgeTechnology", self.technology),
             ("BridgeCreator", self.creator),
             ("BridgeName", self.name),
-            ("BridgeNumChannels", str(len(self.members))),
+            ("BridgeNumChannels", str(count)),
             ("BridgeVideoSourceMode", "none"),
         ]
 
@@ -243,19 +248,20 @@ class Pbx:
         bridge = ch.bridge
         if bridge is None:
             return
+        if bridge.conference:
+            # ConfbridgeLeave is sent before the channel is out: it counts it.
+            self.emit("ConfbridgeLeave", "call", [("Conference", bridge.conference),
+                                                  *bridge.headers(), *self.block(ch),
+                                                  ("Admin", "No")])  # fmt: skip
         bridge.members.remove(ch)
         ch.bridge = None
-        if bridge.conference:
-            self.emit(
-                "ConfbridgeLeave",
-                "call",
-                [("Conference", bridge.conference), *bridge.headers(), *self.block(ch)],
-            )
-            if not bridge.members:
-                self.emit("ConfbridgeEnd", "call", [("Conference", bridge.conference),
-                                                     *bridge.headers()])  # fmt: skip
-                self.conferences.pop(bridge.conference, None)
+        if bridge.conference and not bridge.members:
+            self.emit("ConfbridgeEnd", "call", [("Conference", bridge.conference),
+                                                 *bridge.headers()])  # fmt: skip
+            self.conferences.pop(bridge.conference, None)
         self.emit("BridgeLeave", "call", [*bridge.headers(), *self.block(ch)])
+        if bridge.conference and not bridge.members:
+            bridge.announcer = False
         if not bridge.conference and hanging_up:
             # A two-party bridge does not outlive a party that hangs up: the others go too
             # (this is why the dialer uses ConfBridge for nailed-up agents).
@@ -270,6 +276,7 @@ class Pbx:
         if bridge is None:
             bridge = self.new_bridge("base", "ConfBridge", conference)
             bridge.conference = conference
+            bridge.announcer = True
             self.conferences[conference] = bridge
             self.emit("ConfbridgeStart", "call", [("Conference", conference), *bridge.headers()])
         self.enter_bridge(bridge, ch)

@@ -217,6 +217,10 @@ class AmiSimulator:
         if self._server is not None:
             await self._server.serve_forever()
 
+    def drop_agent_phone(self, agent: str) -> bool:
+        """Fault: the agent's simulated phone (`Local/<agent>@sim-agents`) hangs up."""
+        return self.dialplan.drop_agent_phone(agent)
+
     def freeze(self) -> None:
         """Fault: current connections go silent (half-open link): no replies, no events."""
         for session in self.sessions:
