@@ -23,13 +23,22 @@ log = logging.getLogger(__name__)
 
 STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up", 7: "Busy"}
 DOWN, RING, RINGING, UP, BUSY = 0, 4, 5, 6, 7
-CAUSE_TEXT = {
+CAUSE_TEXT = {  # Asterisk's ast_cause2str; a cause not listed is "Unknown"
     0: "Unknown",
     1: "Unallocated (unassigned) number",
+    3: "No route to destination",
     16: "Normal Clearing",
     17: "User busy",
-    19: "No answer",
+    18: "No user responding",
+    19: "User alerting, no answer",
+    21: "Call Rejected",
+    27: "Destination out of order",
+    28: "Invalid number format",
+    31: "Normal, unspecified",
     34: "Circuit/channel congestion",
+    38: "Network out of order",
+    41: "Temporary failure",
+    42: "Switching equipment congestion",
 }
 
 
@@ -74,6 +83,8 @@ class SimChannel:
     dial_string: str = ""
     dial_caller: SimChannel | None = None  # the channel that Dial()ed this one
     originate: PendingOriginate | None = None  # for the ;1 leg of an Originate
+    connected_num: str = "<unknown>"
+    connected_name: str = "<unknown>"
 
 
 @dataclass(eq=False)
@@ -144,8 +155,8 @@ class Pbx:
             (prefix + "ChannelStateDesc", STATE_DESC.get(ch.state, "Unknown")),
             (prefix + "CallerIDNum", ch.variables.get("_CALLERID_NUM", "<unknown>")),
             (prefix + "CallerIDName", ch.variables.get("_CALLERID_NAME", "<unknown>")),
-            (prefix + "ConnectedLineNum", "<unknown>"),
-            (prefix + "ConnectedLineName", "<unknown>"),
+            (prefix + "ConnectedLineNum", ch.connected_num),
+            (prefix + "ConnectedLineName", ch.connected_name),
             (prefix + "Language", "en"),
             (prefix + "AccountCode", ""),
             (prefix + "Context", ch.context),
@@ -212,6 +223,21 @@ class Pbx:
             [*self.block(ch), ("Extension", ch.exten), ("Application", app), ("AppData", data)],
         )
 
+    def set_caller(self, ch: SimChannel, number: str, name: str) -> None:
+        ch.variables["_CALLERID_NUM"] = number or "<unknown>"
+        ch.variables["_CALLERID_NAME"] = name or "<unknown>"
+        self.channel_event(
+            "NewCallerid", ch, ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+        )
+
+    def set_connected(self, ch: SimChannel, number: str, name: str) -> None:
+        ch.connected_num, ch.connected_name = number or "<unknown>", name or "<unknown>"
+        self.channel_event("NewConnectedLine", ch)
+
+    def device_state(self, device: str, state: str) -> None:
+        if "call" not in self.muted:
+            self.emit("DeviceStateChange", "call", [("Device", device), ("State", state)])
+
     def user_event(self, ch: SimChannel, name: str, *fields: tuple[str, str]) -> None:
         self.emit("UserEvent", "user", [*self.block(ch), ("UserEvent", name), *fields])
 
@@ -259,6 +285,7 @@ class Pbx:
             self.emit("ConfbridgeEnd", "call", [("Conference", bridge.conference),
                                                  *bridge.headers()])  # fmt: skip
             self.conferences.pop(bridge.conference, None)
+            self.device_state(f"confbridge:{bridge.conference}", "NOT_INUSE")
         self.emit("BridgeLeave", "call", [*bridge.headers(), *self.block(ch)])
         if bridge.conference and not bridge.members:
             bridge.announcer = False
@@ -279,6 +306,7 @@ class Pbx:
             bridge.announcer = True
             self.conferences[conference] = bridge
             self.emit("ConfbridgeStart", "call", [("Conference", conference), *bridge.headers()])
+            self.device_state(f"confbridge:{conference}", "INUSE")
         self.enter_bridge(bridge, ch)
         self.emit(
             "ConfbridgeJoin",
@@ -333,6 +361,8 @@ class Pbx:
         self.channel_event(
             "Hangup", ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))
         )
+        if ch.half:
+            self.device_state(ch.name.rsplit("-", 1)[0], "NOT_INUSE")
         self.channels.pop(ch.name, None)
         self.by_uniqueid.pop(ch.uniqueid, None)
         if not self.channels:

@@ -27,6 +27,8 @@ PER_CHANNEL = frozenset(
         "ConfbridgeJoin",
         "ConfbridgeLeave",
         "Hangup",
+        "NewCallerid",
+        "NewConnectedLine",
     }
 )
 BRIDGE_EVENTS = frozenset({"BridgeCreate", "BridgeDestroy", "ConfbridgeStart", "ConfbridgeEnd"})
@@ -74,6 +76,8 @@ class Normalizer:
                     m.get("Context") if event == "Newchannel" else "",
                     m.get("BridgeNumChannels"),
                     m.get("Admin"),
+                    m.get("CallerIDNum") if event.startswith("New") else "",
+                    m.get("ConnectedLineNum") if event.startswith("New") else "",
                 )
             elif event == "OriginateResponse":
                 key = "originate " + m.get("ActionID")
