@@ -24,6 +24,7 @@ from dialer.sim.actions import Actions, error, response
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import AgentModel, DebtorModel
 from dialer.sim.dialplan import Dialplan
+from dialer.sim.extensions import EXTENSIONS
 from dialer.sim.manager_input import ManagerInput, ManagerRequest
 from dialer.sim.pbx import Pbx
 
@@ -106,6 +107,7 @@ class AmiSimulator:
             options.inbound_max,
             missing_apps=options.missing_apps,
         )
+        self.pbx.globals.update(EXTENSIONS.globals)  # the dialplan's [globals]
         self.actions = Actions(self.pbx, self.dialplan)
         self.started = time.time()
         self.boots += 1
