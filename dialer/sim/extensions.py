@@ -24,10 +24,13 @@ class Extension:
     apps: list[str] = field(default_factory=list)  # by priority - 1
     labels: dict[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._regex = _pattern(self.pattern[1:]) if self.pattern.startswith("_") else None
+
     def matches(self, exten: str) -> bool:
-        if not self.pattern.startswith("_"):
+        if self._regex is None:
             return exten == self.pattern
-        return _pattern(self.pattern[1:]).fullmatch(exten) is not None
+        return self._regex.fullmatch(exten) is not None
 
 
 @dataclass
