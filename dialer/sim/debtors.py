@@ -62,18 +62,22 @@ class DebtorModel:
         return behaviour
 
     def _lab(self, number: str) -> DebtorBehaviour:
+        """The lab dialplan: outcome by the last digit (D1), ring 3 + D2 % 5 seconds, talk
+        15 + 5 x D3 seconds (D2, D3: the second and third digit from the end; a shorter
+        number uses its first digit, as Asterisk's ${EXTEN:-3:1})."""
         digits = "".join(c for c in number if c.isdigit()) or "0"
         last = int(digits[-1])
-        ring = 3.0 + (int(digits) // 10) % 5
+        ring = 3.0 + int(_from_end(digits, 2)) % 5
+        talk = 15.0 + 5 * int(_from_end(digits, 3))
         if last <= 4:
-            return DebtorBehaviour(DebtorOutcome.ANSWER, ring, 15.0)
+            return DebtorBehaviour(DebtorOutcome.ANSWER, ring, talk)
         if last <= 6:
-            return DebtorBehaviour(DebtorOutcome.NOANSWER, ring, 15.0)
+            return DebtorBehaviour(DebtorOutcome.NOANSWER, ring, talk)
         if last == 7:
-            return DebtorBehaviour(DebtorOutcome.BUSY, 3.0, 15.0)
+            return DebtorBehaviour(DebtorOutcome.BUSY, ring, talk)
         if last == 8:
-            return DebtorBehaviour(DebtorOutcome.MACHINE, ring, 15.0)
-        return DebtorBehaviour(DebtorOutcome.CONGESTION, 3.0, 15.0)
+            return DebtorBehaviour(DebtorOutcome.MACHINE, ring, talk)
+        return DebtorBehaviour(DebtorOutcome.CONGESTION, ring, talk)
 
     def live_factor(self, hour: float) -> float:
         return 1.0 + self.hourly_drift * math.cos(2 * math.pi * (hour - 19.0) / 24.0)
@@ -91,6 +95,10 @@ class DebtorModel:
         ring = self.ring_median * math.exp(rng.gauss(0.0, self.ring_sigma))
         talk = self.talk_median * math.exp(rng.gauss(0.0, self.talk_sigma))
         return DebtorBehaviour(outcome, round(ring, 3), round(talk, 3))
+
+
+def _from_end(digits: str, n: int) -> str:
+    return digits[-n] if len(digits) >= n else digits[0]
 
 
 def _override(behaviour: DebtorBehaviour, overrides: dict[str, str]) -> DebtorBehaviour:

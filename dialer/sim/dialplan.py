@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from dialer.sim.debtors import DebtorBehaviour, DebtorOutcome
+from dialer.sim.extensions import EXTENSIONS
 from dialer.sim.pbx import BUSY, RING, RINGING, UP, ChannelGone, Pbx, PendingOriginate, SimChannel
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,11 @@ class Dialplan:
         hold_max: float = 30.0,
         amd_accuracy: float = 1.0,
         inbound_max: float = 600.0,
+        *,
+        missing_apps: frozenset[str] = frozenset(),
     ):
         self.pbx = pbx
+        self.missing_apps = missing_apps
         self.hold_max = hold_max
         self.amd_accuracy = amd_accuracy
         self.inbound_max = inbound_max  # the dialplan's safety net (PRATICA_INBOUND_MAX)
@@ -71,17 +75,37 @@ class Dialplan:
 
     def app(self, ch: SimChannel, name: str, data: str = "") -> None:
         self.pbx.check(ch)
+        if name in self.missing_apps:
+            # pbx.c: "No application 'AMD' for extension": no Newexten, the PBX ends
+            # and hangs the channel up with no cause set (0).
+            log.warning("No application '%s' for extension (%s, %s, %d)", name, ch.context,
+                        ch.exten, ch.priority + 1)  # fmt: skip
+            self.pbx.hangup(ch, 0, from_bridge=True)
+            raise ChannelGone(ch.name)
         self.pbx.newexten(ch, name, data)
 
-    def redirect(self, ch: SimChannel, context: str, exten: str) -> bool:
-        if context not in CONTEXTS:
-            return False
+    def drop_agent_phone(self, agent: str) -> bool:
+        """The agent's (simulated) phone hangs up: its leg leaves the conference."""
+        for ch in list(self.pbx.channels.values()):
+            if ch.half == 2 and ch.context in ("sim-agents", "agents") and ch.exten == agent:
+                self.pbx.hangup(ch, 16)
+                return True
+        return False
+
+    def redirect(self, ch: SimChannel, context: str, exten: str) -> None:
+        """An async goto: leave what the channel does and run `context`.
+
+        Into an extension that does not exist the channel's PBX finds nothing to run
+        and hangs the channel up at once (no cause set, 0).
+        """
         if ch.bridge is not None:
             self.pbx.leave_bridge(ch)
         task = ch.task
         if task is not None and not task.done():
             task.cancel()
-        return self.start(ch, context, exten)
+        if not EXTENSIONS.exists(context, exten) or not self.start(ch, context, exten):
+            ch.context, ch.exten, ch.priority = context, exten, 1
+            self.pbx.hangup(ch, 0, from_bridge=True)
 
     # --- inbound calls from the carrier ------------------------------------------------
 
@@ -99,7 +123,7 @@ class Dialplan:
         ch = SimChannel(name, uid, uid, "pratica-inbound", dialed, RING,
                         created=self.pbx.clock.monotonic())  # fmt: skip
         ch.variables["_CALLERID_NUM"] = caller
-        self.pbx.channels[name] = ch
+        self.pbx.add(ch)
         self.pbx.channel_event("Newchannel", ch)
         self.start(ch, "pratica-inbound", dialed)
         task = asyncio.get_running_loop().create_task(self._caller(ch, patience, talk))
@@ -130,6 +154,7 @@ class Dialplan:
         if one is None or one.hung_up:
             return
         self.pbx.set_state(one, RINGING)
+        self.pbx.device_state(one.name.rsplit("-", 1)[0], "INUSE")
         self.pbx.dial_event("DialState", one, one.dial_caller, ("DialStatus", "RINGING"))
 
     def answer(self, two: SimChannel) -> None:
@@ -141,6 +166,7 @@ class Dialplan:
         self.pbx.dial_event("DialEnd", one, one.dial_caller, ("DialStatus", "ANSWER"))
         if one.answered is not None and not one.answered.done():
             one.answered.set_result(True)
+        self.pbx.device_state(one.name.rsplit("-", 1)[0], "INUSE")
 
     def originate_failed(self, one: SimChannel, reason: int) -> None:
         pending = one.originate
@@ -215,7 +241,6 @@ class Dialplan:
     def hangup(self, ch: SimChannel, cause: int = 16) -> None:
         """AMI Hangup: a ringing outbound leg is cancelled like Asterisk does it."""
         pbx, two = self.pbx, ch.peer
-        cause = cause or 16
         if ch.half == 1 and ch.answered is not None and not ch.answered.done():
             pbx.dial_event("DialEnd", ch, ch.dial_caller, ("DialStatus", "NOANSWER"))
             if two is not None and not two.hung_up:
@@ -336,6 +361,10 @@ async def lab_amd(d: Dialplan, ch: SimChannel) -> None:
     d.app(ch, "Dial", f"Local/{agent}@agents,30")
     one, two = d.pbx.local_pair(agent, "agents", linkedid=ch.linkedid)
     one.dial_caller = ch
+    # Dial() gives the callee the caller's number (its extension when it has no caller
+    # id), and the far half learns it as its connected line.
+    d.pbx.set_caller(one, ch.exten, "")
+    d.pbx.set_connected(two, ch.exten, "")
     d.pbx.newexten(one, "AppDial", "(Outgoing Line)")
     d.pbx.local_bridge(one, two)
     d.pbx.dial_event("DialBegin", one, ch, ("DialString", f"{agent}@agents"))

@@ -23,13 +23,22 @@ log = logging.getLogger(__name__)
 
 STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up", 7: "Busy"}
 DOWN, RING, RINGING, UP, BUSY = 0, 4, 5, 6, 7
-CAUSE_TEXT = {
+CAUSE_TEXT = {  # Asterisk's ast_cause2str; a cause not listed is "Unknown"
     0: "Unknown",
     1: "Unallocated (unassigned) number",
+    3: "No route to destination",
     16: "Normal Clearing",
     17: "User busy",
-    19: "No answer",
+    18: "No user responding",
+    19: "User alerting, no answer",
+    21: "Call Rejected",
+    27: "Destination out of order",
+    28: "Invalid number format",
+    31: "Normal, unspecified",
     34: "Circuit/channel congestion",
+    38: "Network out of order",
+    41: "Temporary failure",
+    42: "Switching equipment congestion",
 }
 
 
@@ -48,6 +57,7 @@ class PendingOriginate:
     callerid_num: str
     callerid_name: str
     reported: bool = False
+    uniqueid: str = ""  # the ChannelId asked for
 
 
 @dataclass(eq=False)
@@ -73,6 +83,8 @@ class SimChannel:
     dial_string: str = ""
     dial_caller: SimChannel | None = None  # the channel that Dial()ed this one
     originate: PendingOriginate | None = None  # for the ;1 leg of an Originate
+    connected_num: str = "<unknown>"
+    connected_name: str = "<unknown>"
 
 
 @dataclass(eq=False)
@@ -85,15 +97,20 @@ class SimBridge:
     members: list[SimChannel] = field(default_factory=list)
     conference: str = ""
     destroyed: bool = False
+    # ConfBridge's announcer channel is in the bridge while the conference lives: it is
+    # counted in BridgeNumChannels though it never has a BridgeEnter of its own.
+    announcer: bool = False
 
-    def headers(self) -> list[tuple[str, str]]:
+    def headers(self, count: int | None = None) -> list[tuple[str, str]]:
+        if count is None:
+            count = len(self.members) + self.announcer
         return [
             ("BridgeUniqueid", self.uniqueid),
             ("BridgeType", self.bridge_type),
             ("BridgeTechnology", self.technology),
             ("BridgeCreator", self.creator),
             ("BridgeName", self.name),
-            ("BridgeNumChannels", str(len(self.members))),
+            ("BridgeNumChannels", str(count)),
             ("BridgeVideoSourceMode", "none"),
         ]
 
@@ -107,6 +124,7 @@ class Pbx:
     channelvars: tuple[str, ...] = ("ATTEMPT",)
     simulated_agents: bool = False
     channels: dict[str, SimChannel] = field(default_factory=dict)
+    by_uniqueid: dict[str, SimChannel] = field(default_factory=dict)
     conferences: dict[str, SimBridge] = field(default_factory=dict)
     listeners: list[Callable[[AmiMessage], None]] = field(default_factory=list)
     _local_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -119,6 +137,7 @@ class Pbx:
     # Event classes no connected session wants: not even built (saves CPU under load).
     muted: frozenset[str] = frozenset()
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    emptied: asyncio.Event = field(default_factory=asyncio.Event)  # set when the last goes
 
     # --- events -----------------------------------------------------------------
 
@@ -136,8 +155,8 @@ class Pbx:
             (prefix + "ChannelStateDesc", STATE_DESC.get(ch.state, "Unknown")),
             (prefix + "CallerIDNum", ch.variables.get("_CALLERID_NUM", "<unknown>")),
             (prefix + "CallerIDName", ch.variables.get("_CALLERID_NAME", "<unknown>")),
-            (prefix + "ConnectedLineNum", "<unknown>"),
-            (prefix + "ConnectedLineName", "<unknown>"),
+            (prefix + "ConnectedLineNum", ch.connected_num),
+            (prefix + "ConnectedLineName", ch.connected_name),
             (prefix + "Language", "en"),
             (prefix + "AccountCode", ""),
             (prefix + "Context", ch.context),
@@ -174,20 +193,19 @@ class Pbx:
         two = SimChannel(base + ";2", uid2, linked, context, exten, RING, half=2, created=now)
         one.peer, two.peer = two, one
         one.dial_string = f"Local/{exten}@{context}"
-        for ch in (one, two):
-            self.channels[ch.name] = ch
+        self.add(one)
+        self.add(two)
         self.channel_event("Newchannel", one)
         self.channel_event("Newchannel", two)
         return one, two
 
+    def add(self, ch: SimChannel) -> None:
+        self.channels[ch.name] = ch
+        self.by_uniqueid[ch.uniqueid] = ch
+
     def find(self, name: str) -> SimChannel | None:
-        ch = self.channels.get(name)
-        if ch is not None:
-            return ch
-        for candidate in self.channels.values():
-            if candidate.uniqueid == name:
-                return candidate
-        return None
+        """By name or Uniqueid, as Asterisk's ast_channel_get_by_name."""
+        return self.channels.get(name) or self.by_uniqueid.get(name)
 
     def set_state(self, ch: SimChannel, state: int) -> None:
         if ch.state != state and not ch.hung_up:
@@ -204,6 +222,21 @@ class Pbx:
             "dialplan",
             [*self.block(ch), ("Extension", ch.exten), ("Application", app), ("AppData", data)],
         )
+
+    def set_caller(self, ch: SimChannel, number: str, name: str) -> None:
+        ch.variables["_CALLERID_NUM"] = number or "<unknown>"
+        ch.variables["_CALLERID_NAME"] = name or "<unknown>"
+        self.channel_event(
+            "NewCallerid", ch, ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+        )
+
+    def set_connected(self, ch: SimChannel, number: str, name: str) -> None:
+        ch.connected_num, ch.connected_name = number or "<unknown>", name or "<unknown>"
+        self.channel_event("NewConnectedLine", ch)
+
+    def device_state(self, device: str, state: str) -> None:
+        if "call" not in self.muted:
+            self.emit("DeviceStateChange", "call", [("Device", device), ("State", state)])
 
     def user_event(self, ch: SimChannel, name: str, *fields: tuple[str, str]) -> None:
         self.emit("UserEvent", "user", [*self.block(ch), ("UserEvent", name), *fields])
@@ -241,19 +274,21 @@ class Pbx:
         bridge = ch.bridge
         if bridge is None:
             return
+        if bridge.conference:
+            # ConfbridgeLeave is sent before the channel is out: it counts it.
+            self.emit("ConfbridgeLeave", "call", [("Conference", bridge.conference),
+                                                  *bridge.headers(), *self.block(ch),
+                                                  ("Admin", "No")])  # fmt: skip
         bridge.members.remove(ch)
         ch.bridge = None
-        if bridge.conference:
-            self.emit(
-                "ConfbridgeLeave",
-                "call",
-                [("Conference", bridge.conference), *bridge.headers(), *self.block(ch)],
-            )
-            if not bridge.members:
-                self.emit("ConfbridgeEnd", "call", [("Conference", bridge.conference),
-                                                     *bridge.headers()])  # fmt: skip
-                self.conferences.pop(bridge.conference, None)
+        if bridge.conference and not bridge.members:
+            self.emit("ConfbridgeEnd", "call", [("Conference", bridge.conference),
+                                                 *bridge.headers()])  # fmt: skip
+            self.conferences.pop(bridge.conference, None)
+            self.device_state(f"confbridge:{bridge.conference}", "NOT_INUSE")
         self.emit("BridgeLeave", "call", [*bridge.headers(), *self.block(ch)])
+        if bridge.conference and not bridge.members:
+            bridge.announcer = False
         if not bridge.conference and hanging_up:
             # A two-party bridge does not outlive a party that hangs up: the others go too
             # (this is why the dialer uses ConfBridge for nailed-up agents).
@@ -268,8 +303,10 @@ class Pbx:
         if bridge is None:
             bridge = self.new_bridge("base", "ConfBridge", conference)
             bridge.conference = conference
+            bridge.announcer = True
             self.conferences[conference] = bridge
             self.emit("ConfbridgeStart", "call", [("Conference", conference), *bridge.headers()])
+            self.device_state(f"confbridge:{conference}", "INUSE")
         self.enter_bridge(bridge, ch)
         self.emit(
             "ConfbridgeJoin",
@@ -324,12 +361,34 @@ class Pbx:
         self.channel_event(
             "Hangup", ch, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))
         )
+        if ch.half:
+            self.device_state(ch.name.rsplit("-", 1)[0], "NOT_INUSE")
         self.channels.pop(ch.name, None)
+        self.by_uniqueid.pop(ch.uniqueid, None)
+        if not self.channels:
+            self.emptied.set()
         if ch.answered is not None and not ch.answered.done():
             ch.answered.set_result(False)
         task = ch.task
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()
+
+    def shutdown_hangup(self) -> list[SimChannel]:
+        """`core stop now`: every channel soft-hung-up (cause flag 4, shutdown), then gone.
+
+        Returns the `;1` halves of originates still unanswered (their OriginateResponse
+        is still owed).
+        """
+        channels = list(self.channels.values())
+        for ch in channels:
+            self.channel_event("SoftHangupRequest", ch, ("Cause", "4"))
+        pending = [ch for ch in channels if ch.originate is not None and not ch.originate.reported]
+        for ch in channels:
+            if ch.task is not None and not ch.task.done():
+                ch.task.cancel()
+            self.leave_bridge(ch)
+            self.gone(ch, 0)
+        return pending
 
     def check(self, ch: SimChannel) -> None:
         if ch.hung_up:

@@ -1,33 +1,31 @@
-"""The simulator's TCP server: AMI sessions, login, event filtering and fault injection.
+"""The simulator's TCP server: the PBX's lifetime, its sessions and fault injection.
 
 `AmiSimulator(options)` listens like Asterisk's manager port; `start()`/`close()` or
 `async with`. Each connection gets the banner, must log in (plain or MD5 challenge),
-and then receives the PBX's events according to its `Events` setting.
+and then receives the PBX's events according to its `Events` setting. `restart()`
+behaves like `core restart now|gracefully` on Asterisk 22 (see `shutdown()`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dialer.ami_codec import AmiDecoder, AmiMessage, encode
-from dialer.sim.actions import Actions, error, response
+from dialer.sim.actions import Actions
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import AgentModel, DebtorModel
 from dialer.sim.dialplan import Dialplan
+from dialer.sim.extensions import EXTENSIONS
 from dialer.sim.pbx import Pbx
+from dialer.sim.session import AmiSession
+
+__all__ = ["AmiSession", "AmiSimulator", "SimFaults", "SimOptions"]
 
 log = logging.getLogger(__name__)
-
-BANNER = b"Asterisk Call Manager/11.0.0\r\n"
-MAX_WRITE_BACKLOG = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,38 +63,59 @@ class SimOptions:
     inbound_per_hour: float = 0.0
     inbound_known_share: float = 0.8
     inbound_patience_median: float = 60.0
+    # Dialplan applications whose module did not load (e.g. "AMD" without amd.conf): a
+    # channel reaching one is hung up, as Asterisk does ("No application 'AMD'").
+    missing_apps: frozenset[str] = frozenset()
 
 
 class AmiSimulator:
     def __init__(self, options: SimOptions = SimOptions()):
         self.options = options
         self.clock = ScaledClock(options.time_scale, options.start)
-        self.pbx = Pbx(
-            self.clock,
-            options.debtors,
-            options.agents,
-            random.Random(options.seed),
-            options.channelvars,
-            options.simulated_agents,
-        )
-        self.dialplan = Dialplan(
-            self.pbx, options.hold_max, options.amd_accuracy, options.inbound_max
-        )
-        self.actions = Actions(self.pbx, self.dialplan)
         self.faults = options.faults
         self.sessions: set[AmiSession] = set()
         self._server: asyncio.Server | None = None
         self.port = options.port
-        self.started = time.time()
         self.logins = 0
         self.connections = 0
+        self.boots = 0
+        self.shutting_down = False
+        self._inbound: asyncio.Task[None] | None = None
+        self._boot()
+
+    def _boot(self) -> None:
+        """A fresh PBX: no channels, counters and Uniqueid sequence from the start."""
+        options = self.options
+        self.pbx = Pbx(
+            self.clock,
+            options.debtors,
+            options.agents,
+            random.Random(options.seed + self.boots),
+            options.channelvars,
+            options.simulated_agents,
+        )
+        self.dialplan = Dialplan(
+            self.pbx,
+            options.hold_max,
+            options.amd_accuracy,
+            options.inbound_max,
+            missing_apps=options.missing_apps,
+        )
+        self.pbx.globals.update(EXTENSIONS.globals)  # the dialplan's [globals]
+        self.actions = Actions(self.pbx, self.dialplan)
+        self.started = time.time()
+        self.boots += 1
+        self.shutting_down = False
 
     async def start(self) -> None:
         if self.options.inbound_per_hour > 0:
             task = asyncio.get_running_loop().create_task(self._inbound_callers())
             self.pbx.tasks.add(task)
             task.add_done_callback(self.pbx.tasks.discard)
-        self._server = await asyncio.start_server(self._serve, self.options.host, self.options.port)
+            self._inbound = task
+        # After a restart the port is the one clients know, not a new free one.
+        port = self.port if self.boots > 1 else self.options.port
+        self._server = await asyncio.start_server(self._serve, self.options.host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("AMI simulator listening on %s:%s", self.options.host, self.port)
 
@@ -105,13 +124,67 @@ class AmiSimulator:
             self._server.close()
         for session in list(self.sessions):
             session.drop()
+        self._stop_pbx()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _stop_pbx(self) -> None:
         for task in list(self.pbx.tasks):
             task.cancel()
         for ch in list(self.pbx.channels.values()):
             if ch.task is not None:
                 ch.task.cancel()
+
+    async def shutdown(
+        self, *, gracefully: bool = False, restart: bool = False, shutting_down_for: float = 1.0
+    ) -> None:
+        """`core stop|restart now|gracefully`: the PBX goes away, the port is closed.
+
+        From the first moment every action (Login and Logoff too) is answered
+        `Message: Asterisk is shutting down`. `now` soft-hangs-up every channel
+        (`SoftHangupRequest` `Cause: 4`, then `Hangup` `Cause: 0`); `gracefully` waits
+        for the calls to end by themselves. After `shutting_down_for` real seconds
+        (Asterisk sleeps 1 s when it had channels to wait for), the `Shutdown` event
+        (`Shutdown: Cleanly|Uncleanly`, `Restart: True|False`) goes to every session,
+        the connections are closed and the port refuses connections until `boot()`.
+        """
+        self.shutting_down = True
+        pbx = self.pbx
+        if self._inbound is not None:
+            self._inbound.cancel()  # no new channels from now on
+        if gracefully:
+            while pbx.channels:
+                pbx.emptied.clear()
+                await pbx.emptied.wait()
+        else:
+            for one in pbx.shutdown_hangup():
+                self.dialplan.originate_failed(one, 0)
+        await asyncio.sleep(shutting_down_for)
+        pbx.emit("Shutdown", "system", [("Shutdown", "Uncleanly" if pbx.channels else "Cleanly"),
+                                        ("Restart", "True" if restart else "False")])  # fmt: skip
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            await session.close()
+        self._stop_pbx()
         if self._server is not None:
             await self._server.wait_closed()
+            self._server = None
+
+    async def boot(self) -> None:
+        """Start a fresh PBX on the same port (after `shutdown()`)."""
+        self._boot()
+        await self.start()
+
+    async def restart(
+        self, down_for: float = 15.0, *, gracefully: bool = False, shutting_down_for: float = 1.0
+    ) -> None:
+        """`core restart now|gracefully`, down `down_for` real seconds, then up again."""
+        await self.shutdown(
+            gracefully=gracefully, restart=True, shutting_down_for=shutting_down_for
+        )
+        await asyncio.sleep(down_for)
+        await self.boot()
 
     async def _inbound_callers(self) -> None:
         """Debtors calling in at random (a Poisson process in virtual time)."""
@@ -139,6 +212,10 @@ class AmiSimulator:
             await self.start()
         if self._server is not None:
             await self._server.serve_forever()
+
+    def drop_agent_phone(self, agent: str) -> bool:
+        """Fault: the agent's simulated phone (`Local/<agent>@sim-agents`) hangs up."""
+        return self.dialplan.drop_agent_phone(agent)
 
     def freeze(self) -> None:
         """Fault: current connections go silent (half-open link): no replies, no events."""
@@ -172,190 +249,3 @@ class AmiSimulator:
                 return
             wanted |= session.events
         self.pbx.muted = frozenset({"call", "dialplan", "user", "system", "agent"} - wanted)
-
-
-class AmiSession:
-    def __init__(
-        self, sim: AmiSimulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ):
-        self.sim = sim
-        self.reader = reader
-        self.writer = writer
-        self.decoder = AmiDecoder()
-        self.authenticated = False
-        self.events: frozenset[str] | None = None  # None: all classes; empty: off
-        self.challenge = ""
-        self.sent_events = 0
-        self._held: AmiMessage | None = None
-        self.closed = False
-        self.frozen = False
-
-    def send(self, message: AmiMessage) -> None:
-        if self.closed or self.writer.is_closing():
-            return
-        self.writer.write(encode(message))
-        if self.writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
-            # A client that does not read: Asterisk drops it after `writetimeout`.
-            log.warning("AMI simulator: client not reading, dropping its connection")
-            self.drop()
-
-    def drop(self) -> None:
-        self.closed = True
-        transport = self.writer.transport
-        transport.abort()
-
-    def on_event(self, message: AmiMessage) -> None:
-        if self.events is not None:
-            classes = set(message.get("Privilege").split(","))
-            if not classes & self.events:
-                return
-        faults = self.sim.faults
-        self.sent_events += 1
-        n = self.sent_events
-        if self.closed or self.frozen:
-            return
-        if faults.garbage_every and n % faults.garbage_every == 0:
-            self.writer.write(b"this is not an AMI header\r\n")
-        if faults.huge_header_every and n % faults.huge_header_every == 0:
-            self.writer.write(
-                b"Event: Junk\r\nData: " + b"x" * faults.huge_header_bytes + b"\r\n\r\n"
-            )
-        if faults.reorder:
-            ready = self._reorder(message)
-            if ready is None:
-                return
-            message = ready
-        if faults.event_delay > 0:
-            loop = asyncio.get_running_loop()
-            loop.call_later(faults.event_delay, self.send, message)
-        else:
-            self.send(message)
-        if faults.drop_after_events and n >= faults.drop_after_events:
-            self.drop()
-
-    def _reorder(self, message: AmiMessage) -> AmiMessage | None:
-        held, self._held = self._held, None
-        if held is None:
-            if message.get("Uniqueid"):
-                self._held = message
-                asyncio.get_running_loop().call_later(0.01, self._flush)
-                return None
-            return message
-        if held.get("Uniqueid") != message.get("Uniqueid") and message.get("Uniqueid"):
-            self.send(message)  # a different channel may overtake: Asterisk allows it
-            return held
-        self.send(held)
-        return message
-
-    def _flush(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            self.send(held)
-
-    async def run(self) -> None:
-        self.writer.write(BANNER)
-        try:
-            while not self.closed:
-                data = await self.reader.read(65536)
-                if not data:
-                    break
-                for action in self.decoder.feed(data):
-                    if self.frozen:
-                        continue
-                    await self.handle(action)
-                    if self.closed:
-                        break
-                await self.writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self.closed = True
-            self.writer.close()
-
-    async def handle(self, action: AmiMessage) -> None:
-        name = action.action.lower()
-        if name == "login":
-            await self.login(action)
-            return
-        if name == "challenge":
-            self.challenge = secrets.token_hex(8)
-            self.send(response(action, "Success", ("Challenge", self.challenge)))
-            return
-        if name == "logoff":
-            self.send(response(action, "Goodbye", ("Message", "Thanks for all the fish.")))
-            await self.writer.drain()
-            self.closed = True
-            return
-        if not self.authenticated:
-            self.send(error(action, "Permission denied"))
-            return
-        if name == "ping":
-            self.send(response(action, "Success", ("Ping", "Pong"),
-                               ("Timestamp", f"{time.time():.6f}")))  # fmt: skip
-            return
-        if name == "events":
-            self.events = _event_mask(action.get("EventMask"))
-            self.sim.update_interest()
-            state = "Off" if self.events == frozenset() else "On"
-            self.send(response(action, "Success", ("Events", state)))
-            return
-        handler = self.sim.actions.handlers.get(name)
-        if handler is None:
-            self.send(error(action, f"Invalid/unknown command: {action.action}. "
-                                    "Use Action: ListCommands to show available commands."))  # fmt: skip
-            self.send(self._security_event("RequestBadFormat", "Error",
-                                           ("RequestType", f"Action: {action.action}")))  # fmt: skip
-            return
-        for message in await handler(action):
-            self.send(message)
-
-    async def login(self, action: AmiMessage) -> None:
-        options = self.sim.options
-        secret_ok = _same(action.get("Username"), options.username) and (
-            _same(action.get("Secret"), options.secret)
-            if action.get("AuthType").lower() != "md5"
-            else bool(self.challenge)
-            and _same(action.get("Key"), _md5_key(self.challenge, options.secret))
-        )
-        if not secret_ok:
-            log.info("AMI simulator: authentication failed for %r", action.get("Username"))
-            await asyncio.sleep(options.auth_fail_delay)
-            self.send(error(action, "Authentication failed"))
-            await self.writer.drain()
-            self.closed = True
-            return
-        self.authenticated = True
-        self.sim.logins += 1
-        self.events = _event_mask(action.get("Events") or "on")
-        self.send(response(action, "Success", ("Message", "Authentication accepted")))
-        booted = AmiMessage((("Event", "FullyBooted"), ("Privilege", "system,all"),
-                             ("Uptime", str(int(time.time() - self.sim.started))),
-                             ("LastReload", str(int(time.time() - self.sim.started))),
-                             ("Status", "Fully Booted")))  # fmt: skip
-        if self.events is None or "system" in self.events:
-            self.send(booted)
-        self.sim.pbx.listeners.append(self.on_event)
-        self.sim.update_interest()
-
-    def _security_event(self, event: str, severity: str, *extra: tuple[str, str]) -> AmiMessage:
-        return AmiMessage((("Event", event), ("Privilege", "security,all"),
-                           ("Severity", severity), ("Service", "AMI"), ("EventVersion", "1"),
-                           *extra, ("AccountID", self.sim.options.username)))  # fmt: skip
-
-
-def _event_mask(text: str) -> frozenset[str] | None:
-    value = text.strip().lower()
-    if value in ("on", "yes", "true", "1", "all", ""):
-        return None
-    if value in ("off", "no", "false", "0"):
-        return frozenset()
-    return frozenset(part.strip() for part in value.split(",") if part.strip())
-
-
-def _same(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
-def _md5_key(challenge: str, secret: str) -> str:
-    """Asterisk's MD5 login: md5(challenge + secret), hex."""
-    return hashlib.md5((challenge + secret).encode(), usedforsecurity=False).hexdigest()

@@ -27,6 +27,8 @@ PER_CHANNEL = frozenset(
         "ConfbridgeJoin",
         "ConfbridgeLeave",
         "Hangup",
+        "NewCallerid",
+        "NewConnectedLine",
     }
 )
 BRIDGE_EVENTS = frozenset({"BridgeCreate", "BridgeDestroy", "ConfbridgeStart", "ConfbridgeEnd"})
@@ -72,13 +74,18 @@ class Normalizer:
                     m.get("UserEvent"),
                     m.get("Status"),
                     m.get("Context") if event == "Newchannel" else "",
+                    m.get("BridgeNumChannels"),
+                    m.get("Admin"),
+                    m.get("CallerIDNum") if event.startswith("New") else "",
+                    m.get("ConnectedLineNum") if event.startswith("New") else "",
                 )
             elif event == "OriginateResponse":
                 key = "originate " + m.get("ActionID")
                 item = (m.get("Response"), m.get("Reason"), _channel_name(m.get("Channel")),
                         self.uid(m.get("Uniqueid")))  # fmt: skip
             elif event in BRIDGE_EVENTS:
-                key, item = "bridges", (event, m.get("BridgeType"), m.get("Conference"))
+                key, item = "bridges", (event, m.get("BridgeType"), m.get("Conference"),
+                                        m.get("BridgeNumChannels"))  # fmt: skip
             elif event in LIST_ITEMS:
                 key = "list " + m.get("ActionID")
                 item = (event, _channel_name(m.get("Channel")), m.get("ChannelStateDesc"),

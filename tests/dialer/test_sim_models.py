@@ -11,6 +11,7 @@ from dialer.ami_client import AmiClient, OriginateRequest, ReceivedEvent
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import AgentModel, DebtorModel, DebtorOutcome
 from dialer.sim.server import AmiSimulator, SimOptions
+from tests.dialer.sim_wire import RawAmi, login
 
 
 def draw(model: DebtorModel, seed: int, hour: float, n: int = 4000) -> Counter[DebtorOutcome]:
@@ -116,3 +117,20 @@ def test_forcing_an_outcome_keeps_a_consistent_ring_time() -> None:
         rng, "1", 9, {"SIM_OUTCOME": "NOANSWER"}
     )
     assert unanswered.ring == model.no_answer_ring
+
+
+async def test_lab_debtor_talk_time_follows_the_number() -> None:
+    options = SimOptions(port=0, time_scale=40, debtors=DebtorModel(lab_rule=True))
+    async with AmiSimulator(options) as sim:
+        ami = await RawAmi.open(sim.port)
+        await login(ami, options.secret)
+        for number in ("1001", "1301"):
+            await ami.send(("Action", "Originate"), ("ActionID", number),
+                           ("Channel", f"Local/{number}@sim-debtors"), ("Context", "pratica-hold"),
+                           ("Exten", "s"), ("Priority", "1"), ("Async", "true"))  # fmt: skip
+            await ami.event(lambda m, n=number: m.get("UserEvent") == "SimDebtor"
+                            and m.get("Number") == n)  # fmt: skip
+        talks = {m.get("Number"): m.get("Talk") for m in ami.events("UserEvent")
+                 if m.get("UserEvent") == "SimDebtor"}  # fmt: skip
+        ami.close()
+    assert talks == {"1001": "15", "1301": "30"}

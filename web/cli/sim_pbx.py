@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--amd-accuracy", type=float, default=1.0)
     p.add_argument("--inbound-per-hour", type=float, default=0.0,
                    help="debtors calling in per virtual hour (most call back a dialed number)")  # fmt: skip
+    p.add_argument("--without-app", action="append", default=[], metavar="APP",
+                   help="behave as if APP's module did not load (e.g. AMD without amd.conf);"
+                        " repeatable")  # fmt: skip
     p.set_defaults(func=cmd_sim_pbx)
 
 
@@ -80,6 +83,7 @@ def options_from(args: argparse.Namespace) -> SimOptions:
         hold_max=args.hold_max,
         amd_accuracy=args.amd_accuracy,
         inbound_per_hour=args.inbound_per_hour,
+        missing_apps=frozenset(args.without_app),
     )
 
 
