@@ -19,10 +19,10 @@ from pathlib import Path
 
 from bench.cpu import reference_ms
 from core.embedded_pg import EmbeddedPostgres, free_port
-from tests.support.soak import SoakPlan, run_soak
+from tests.support.soak import SoakPlan, SoakReport, run_soak
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: argparse.Namespace) -> SoakReport:
     plan = SoakPlan(
         virtual_hours=args.hours,
         scale=args.scale,
@@ -40,6 +40,21 @@ async def _main(args: argparse.Namespace) -> int:
             report = await run_soak(server.url, plan, log=lambda m: print(m, flush=True))
         finally:
             server.stop()
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hours", type=float, default=24.0, help="virtual hours")
+    parser.add_argument("--scale", type=float, default=60.0, help="virtual seconds per second")
+    parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--drops", type=int, default=100)
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--cases", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", help="also write the JSON report here")
+    args = parser.parse_args()
+    report = asyncio.run(_main(args))
     text = report.as_json()
     print(text)
     if args.out:
@@ -53,19 +68,6 @@ async def _main(args: argparse.Namespace) -> int:
         or report.counters != report.recount
     )
     return 1 if failed else 0
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=float, default=24.0, help="virtual hours")
-    parser.add_argument("--scale", type=float, default=60.0, help="virtual seconds per second")
-    parser.add_argument("--kills", type=int, default=100)
-    parser.add_argument("--drops", type=int, default=100)
-    parser.add_argument("--agents", type=int, default=20)
-    parser.add_argument("--cases", type=int, default=20000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", help="also write the JSON report here")
-    return asyncio.run(_main(parser.parse_args()))
 
 
 if __name__ == "__main__":
