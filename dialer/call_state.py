@@ -386,4 +386,8 @@ def adopt_leg(
     elif ref.context in HOLD_CONTEXTS and call.phase is CallPhase.ANSWERED:
         call = replace(call, timings=replace(call.timings, decided=at))
         call = _live(call, at, notices)
+    elif ref.context in ABANDON_CONTEXTS and call.phase is not CallPhase.CONNECTED:
+        # Already hearing the abandonment message (sent there before the reconnect or
+        # restart, or by the dialplan's own safety net): abandoned, nothing to put through.
+        call = replace(call, abandoned=True)
     return call, notices

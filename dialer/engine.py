@@ -959,7 +959,8 @@ class CampaignEngine:
         last = self._last_states.get(agent_id)
         newer = self.calls.legs.leg_of(agent_id)
         idle = self.desk.session(agent_id).state is AgentState.LOGGED_OUT
-        keep_idle = idle and last is not None and last[0] in ("ready", "paused", "wrap_up")
+        # Working when the previous process died (whatever its call became meanwhile).
+        keep_idle = idle and last is not None and last[0] != "logged_out"
         if (not on_call and not manual and not keep_idle) or newer is not None:
             with contextlib.suppress(Exception):
                 await self.calls.hangup_channel(notice.channel)
@@ -987,8 +988,10 @@ class CampaignEngine:
         self._hold(min(hold, self.settings.max_link_hold), f"the AMI link came back ({recent} "
                    f"drops in {self.settings.flap_window:.0f} s)")  # fmt: skip
         # Legs Asterisk still has are up again (reconciled); agents whose leg is gone
-        # were told by their AgentLegDown.
+        # were told by their AgentLegDown. Debtors found waiting are put through now.
         self.legs_up |= {leg.agent_id for leg in self.calls.legs.legs.values() if leg.up}
+        if self.board.waiting:
+            await self.assign()
         try:
             await self.recover()
         except Exception:

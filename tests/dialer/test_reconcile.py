@@ -56,3 +56,16 @@ def test_a_readopted_call_still_ends_with_its_outcome() -> None:
     assert [(type(n).__name__, getattr(n, "outcome", None)) for n in notices] == [
         ("CallEnded", CallOutcome.COMPLETED)
     ]
+
+
+def test_a_call_found_in_the_abandonment_message_after_a_restart_ends_abandoned() -> None:
+    from dialer.ami_events import ChannelRef, CoreShowChannel, Hangup
+    from dialer.call_notices import CallOutcome, LiveAnswer
+    from dialer.call_tracker import CallTracker
+
+    tracker = CallTracker()
+    ref = ChannelRef("Local/1@d-0001;1", "att-9", "att-9", 6, "pratica-abandon", "s", "9")
+    notices = tracker.reconcile([CoreShowChannel(ref, "Playback", "40")], 1.0)
+    assert not any(isinstance(n, LiveAnswer) for n in notices)  # nobody to put through
+    (ended,) = tracker.feed(Hangup(ref, 16, "Normal Clearing"), 3.0)
+    assert ended.outcome is CallOutcome.ABANDONED

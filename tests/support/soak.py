@@ -68,7 +68,9 @@ class SoakReport:
     overlapping_numbers: int = 0
     connected_off_timeline: int = 0
     recovered: int = 0
-    abandon_rates: list[float] = field(default_factory=list)  # sampled before each kill, and last
+    # (answered calls, abandon rate), sampled before each kill and at the end.
+    abandon_rates: list[tuple[int, float]] = field(default_factory=list)
+    late_connects: int = 0  # connected more than the profile's limit after the AMD decision
     counters: dict[str, int] = field(default_factory=dict)  # the node's campaign-window tallies
     recount: dict[str, int] = field(default_factory=dict)  # the same from the ledger
     node_starts: list[float] = field(default_factory=list)  # real seconds each start took
@@ -250,16 +252,17 @@ class Node:
                 return result
 
 
-async def abandon_rate(conn: asyncpg.Connection, campaign_id: int) -> float:
+async def abandon_rate(conn: asyncpg.Connection, campaign_id: int) -> tuple[int, float]:
     """The Italian figure over the campaign: abandoned calls per 100 answered (every ended
-    attempt that was answered, machines included)."""
+    attempt that was answered, machines included), with its denominator."""
     row = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE outcome = 'abandoned') AS abandoned, "
         "count(*) FILTER (WHERE outcome IN ('completed', 'abandoned', 'live_answer', 'machine')) "
         "AS answered FROM call_attempts WHERE campaign_id = $1 AND ended_at IS NOT NULL",
         campaign_id,
     )
-    return row["abandoned"] / row["answered"] if row["answered"] else 0.0
+    answered = int(row["answered"])
+    return answered, row["abandoned"] / answered if answered else 0.0
 
 
 _RECOUNT = """
@@ -325,7 +328,7 @@ async def run_soak(admin_url: str, plan: SoakPlan, log: Any = print) -> SoakRepo
                 await asyncio.sleep(rng.uniform(*plan.restart_delay))
                 await node.start()
                 log(f"soak: kill {report.kills}/{plan.kills} at {at:.0f} s, "
-                    f"rate {report.abandon_rates[-1]:.2%}")  # fmt: skip
+                    f"rate {report.abandon_rates[-1][1]:.2%}")  # fmt: skip
             await asyncio.sleep(max(0.0, began + duration - time.monotonic()))
             # The end: no more dialing; one more kill mid-calls, then a node that only
             # follows what is left, stopped cleanly once nothing is open.
@@ -376,6 +379,9 @@ async def _inspect(
     report.recovered = totals["recovered"]
     report.unended = await conn.fetchval(
         "SELECT count(*) FROM call_attempts WHERE ended_at IS NULL"
+    )
+    report.late_connects = await conn.fetchval(
+        "SELECT count(*) FROM call_attempts WHERE connected_at - amd_at > interval '2 seconds'"
     )
     report.unended_detail = [
         {k: str(v) for k, v in r.items()}
