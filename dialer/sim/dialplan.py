@@ -84,6 +84,12 @@ class Dialplan:
             raise ChannelGone(ch.name)
         self.pbx.newexten(ch, name, data)
 
+    def goto(self, ch: SimChannel, context: str, exten: str = "s") -> None:
+        """`Goto(context,exten,1)`: the channel is in the new context from now on (what
+        CoreShowChannels and the next events report)."""
+        self.app(ch, "Goto", f"{context},{exten},1")
+        ch.context, ch.exten, ch.priority = context, exten, 0
+
     def drop_agent_phone(self, agent: str) -> bool:
         """The agent's (simulated) phone hangs up: its leg leaves the conference."""
         for ch in list(self.pbx.channels.values()):
@@ -351,7 +357,7 @@ async def pratica_amd(d: Dialplan, ch: SimChannel) -> None:
     attempt = ch.variables.get("ATTEMPT", "")
     d.app(ch, "NoOp", f"Pratica attempt {attempt}")
     await _amd(d, ch, "PraticaAMD", ("Attempt", attempt))
-    d.app(ch, "Goto", "pratica-hold,s,1")
+    d.goto(ch, "pratica-hold")
     await hold_for_agent(d, ch, abandon_after=True)
 
 
@@ -384,7 +390,7 @@ async def hold_for_agent(d: Dialplan, ch: SimChannel, abandon_after: bool = Fals
     d.app(ch, "Wait", f"{d.hold_max:g}")
     await d.wait(ch, d.hold_max)
     if abandon_after:
-        d.app(ch, "Goto", "pratica-abandon,s,1")
+        d.goto(ch, "pratica-abandon")
         await abandon(d, ch)
 
 
@@ -459,7 +465,7 @@ async def inbound(d: Dialplan, ch: SimChannel) -> None:
     await d.wait(ch, INBOUND_WELCOME)
     d.app(ch, "MusicOnHold", f"default,{d.inbound_max:g}")
     await d.wait(ch, d.inbound_max)
-    d.app(ch, "Goto", "pratica-inbound-timeout,s,1")
+    d.goto(ch, "pratica-inbound-timeout")
     await inbound_timeout(d, ch)
 
 

@@ -106,3 +106,30 @@ async def test_a_live_answer_lost_while_the_link_was_down_counts_as_abandoned_wi
     assert row["answered_at"] is not None and row["abandoned_at"] is not None
     assert row["abandoned_at"] >= row["answered_at"]
     assert row["end_source"] == "reconciled"
+
+
+async def test_a_person_whose_amd_decision_was_lost_in_a_drop_is_put_through_after_it(rig: Rig):
+    # The AMD decision and the hold's WaitingForAgent are sent while the link is down; once
+    # it is back, the call's context (the hold) says a person is waiting: put through at
+    # once, not left to the dialplan's 30-second safety net and its message.
+    async with rig.pool.acquire() as conn:
+        await make_cases(conn, [[("+393335200000", ROME)]])
+        campaign = await create_campaign(
+            conn, SYSTEM, "lost-decision", mode=DialMode.POWER, pacing={"ratio": 1},
+            window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
+        )  # fmt: skip
+        await load_leads(conn, campaign, rig.clock.now(), ROME)
+    await rig.engine.add_campaign(campaign.id)
+    agent = rig.agents[0]
+    rig.desk.change(SYSTEM, agent, AgentState.READY)
+    await until(lambda: rig.engine.counters.dialed == 1, 10)
+    key = next(iter(rig.engine.live))
+    await until(lambda: (c := rig.engine.calls.tracker.get(key)) is not None
+                and c.timings.answered is not None, 10)  # fmt: skip
+    rig.client._manager.reconnect_timeout = 0.3  # 6 virtual seconds: AMD decides meanwhile
+    protocol = rig.client._manager.protocol
+    assert protocol is not None and protocol.transport is not None
+    protocol.transport.abort()
+    await until(lambda: rig.desk.session(agent).state is AgentState.ON_CALL, 10)
+    assert rig.engine.live[key].connected is not None
+    assert rig.sim.pbx.truth.get("abandon_message", 0) == 0

@@ -80,6 +80,7 @@ class SoakReport:
     # When things happened, in virtual seconds since the start: for reading a failure.
     fault_times: list[tuple[float, str]] = field(default_factory=list)
     abandon_times: list[tuple[float, str, float]] = field(default_factory=list)  # at, source, wait
+    abandon_detail: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -401,14 +402,26 @@ async def _inspect(
         )
     ]
     epoch = await conn.fetchval("SELECT min(started_at) FROM call_attempts")
+
+    def since(at: Any) -> float | None:
+        return None if at is None else round((at - epoch).total_seconds(), 1)
+
     report.abandon_times = [
-        (round((r["abandoned_at"] - epoch).total_seconds(), 1), r["end_source"],
+        (since(r["abandoned_at"]) or 0.0, r["end_source"],
          round((r["abandoned_at"] - (r["amd_at"] or r["answered_at"] or r["abandoned_at"])).total_seconds(), 1))
         for r in await conn.fetch(
             "SELECT abandoned_at, amd_at, answered_at, end_source FROM call_attempts "
             "WHERE outcome = 'abandoned' ORDER BY abandoned_at"
         )
     ]  # fmt: skip
+    report.abandon_detail = [
+        {k: (since(v) if k.endswith("_at") else v) for k, v in r.items()}
+        for r in await conn.fetch(
+            "SELECT attempt_key, started_at, answered_at, amd_at, abandoned_at, ended_at, "
+            "agent_id, end_source FROM call_attempts WHERE outcome = 'abandoned' "
+            "ORDER BY abandoned_at"
+        )
+    ]
     report.abandons_by_source = {
         r["end_source"]: r["n"]
         for r in await conn.fetch(
