@@ -80,6 +80,7 @@ class CallEnded:
     far_cause: int
     dial_status: str
     reconciled: bool = False
+    near_first: bool = False  # our leg hung up before the debtor's (dialplan or dialer)
 
 
 @dataclass(frozen=True, slots=True)

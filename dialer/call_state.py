@@ -119,6 +119,9 @@ class CallAttempt:
     abandoned: bool = False
     bridge_id: str = ""
     outcome: CallOutcome | None = None
+    # Which side went first: 'near' (our leg: the dialplan or the dialer ended the call)
+    # or 'far' (the debtor's side hung up).
+    first_hangup: str = ""
 
     @property
     def other_channel_id(self) -> str:
@@ -270,6 +273,8 @@ def _hangup(
     call: CallAttempt, event: Hangup, at: float, notices: list[CallNotice], rules: CallRules
 ) -> CallAttempt:
     uid = event.channel.uniqueid
+    if not call.first_hangup:
+        call = replace(call, first_hangup="near" if uid == call.channel_id else "far")
     if uid == call.channel_id and call.other_channel_id in call.legs_seen:
         call = replace(call, near_cause=event.cause)
     else:
@@ -332,7 +337,15 @@ def _end(
     final = outcome or classify(call, at, rules)
     timings = replace(call.timings, hungup=at)
     notices.append(
-        CallEnded(call.attempt_id, final, timings, call.far_cause, call.dial_status, reconciled)
+        CallEnded(
+            call.attempt_id,
+            final,
+            timings,
+            call.far_cause,
+            call.dial_status,
+            reconciled,
+            near_first=call.first_hangup == "near",
+        )
     )
     log.info("call %s ended: %s", call.attempt_id, final.value)
     return replace(call, phase=CallPhase.ENDED, outcome=final, timings=timings)

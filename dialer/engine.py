@@ -128,6 +128,10 @@ class EngineSettings:
     # Seconds a clean stop waits for the calls it ends (ringing ones are hung up, live
     # ones connected or abandoned) to be recorded; connected calls are handed over.
     stop_grace: float = 5.0
+    # Answered calls in a row that the dialplan ends before AMD decides: then dialing stops
+    # for `dialplan_failure_hold` (clock seconds) and an alert is raised.
+    dialplan_failures_to_stop: int = 3
+    dialplan_failure_hold: float = 300.0
 
 
 @dataclass
@@ -158,6 +162,8 @@ class EngineCounters:
     # Abandons whose redirect to the message failed (the link was down): the debtor was
     # not connected in time, and hears the dialplan's own safety-net message, or nothing.
     abandoned_unheard: int = 0
+    # Answered calls our side ended before any AMD decision (a failing dialplan).
+    dialplan_failures: int = 0
     agent_left: int = 0  # connected debtors whose agent's leg dropped mid-call
     recovered: int = 0  # attempts closed or adopted after a restart
     # The latest reservation-to-Redirect times (bounded: a node runs for months).
@@ -206,6 +212,8 @@ class CampaignEngine:
         self._drops: deque[float] = deque(maxlen=64)
         self._refusals = 0
         self._stopping = False
+        self._amd_misses: dict[int, int] = {}  # campaign -> answered calls in a row w/o AMD
+        self.alerts: dict[int, str] = {}  # campaign -> what a supervisor must fix now
         # Each agent's last recorded state (state, pause reason), read at a restart.
         self._last_states: dict[int, tuple[str, str | None]] = {}
         desk.listeners.append(self._agent_changed)
@@ -473,6 +481,7 @@ class CampaignEngine:
             "reason": self._hold_reason
             if left > 0
             else ("link down" if not self.calls.link_up else ""),
+            "alerts": dict(self.alerts),
         }
 
     def held_for_inbound(self, agents: Sequence[AgentSession]) -> int:
@@ -633,6 +642,21 @@ class CampaignEngine:
         outcome = notice.outcome
         if call.abandoned and outcome is not CallOutcome.COMPLETED:
             outcome = CallOutcome.ABANDONED
+        campaign = self.campaign(call.campaign_id)
+        if (
+            outcome is CallOutcome.LIVE_ANSWER
+            and call.live_at is None
+            and notice.near_first
+            and campaign is not None
+            and campaign.amd
+        ):
+            # Answered, then ended by our own side before answering-machine detection
+            # decided: the dialplan failed (app_amd not loaded, a broken context). The
+            # debtor answered and nobody was there: abandoned, by every profile's rule.
+            outcome = CallOutcome.ABANDONED
+            self._dialplan_failed(campaign, call.key)
+        elif call.live_at is not None or outcome is CallOutcome.MACHINE:
+            self._amd_misses.pop(call.campaign_id, None)
         if (
             notice.reconciled
             and call.connected is None
@@ -653,7 +677,6 @@ class CampaignEngine:
                     self.begin_wrap_up(agent_id, call.campaign_id, call.key)
                 elif session.state is AgentState.RESERVED:
                     self.desk.change(SYSTEM, agent_id, AgentState.READY)
-        campaign = self.campaign(call.campaign_id)
         if call.live_at is None:
             kind = "machine" if outcome is CallOutcome.MACHINE else "other"
             self.pacer.dial_ended(call.campaign_id, now, kind, now - call.started)
@@ -684,6 +707,25 @@ class CampaignEngine:
             ),
             campaign,
         )
+
+    def _dialplan_failed(self, campaign: Campaign, key: str) -> None:
+        """An answered call ended by our side without an AMD decision. One can be a fluke;
+        several in a row mean the dialplan cannot run AMD: say so loudly and stop dialing
+        until someone fixes Asterisk (dialing resumes by itself after the hold, and every
+        further failure holds it again)."""
+        self.counters.dialplan_failures += 1
+        misses = self._amd_misses[campaign.id] = self._amd_misses.get(campaign.id, 0) + 1
+        log.error("campaign %d: attempt %s was answered and ended by the dialplan before any "
+                  "AMD decision (%d in a row)", campaign.id, key, misses)  # fmt: skip
+        if misses >= self.settings.dialplan_failures_to_stop:
+            reason = (
+                f"campaign {campaign.id}: {misses} answered calls in a row ended without an "
+                "AMD decision: the dialplan is failing (is app_amd loaded? see "
+                "asterisk_conf/README.md); answered debtors hear silence and count as abandoned"
+            )
+            log.critical("%s", reason)
+            self.alerts[campaign.id] = reason
+            self._hold(self.settings.dialplan_failure_hold, reason)
 
     def wall_times(
         self, timings: CallTimings, wall: datetime

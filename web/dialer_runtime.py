@@ -150,7 +150,10 @@ def engine_view(app: web.Application) -> dict[str, Any]:
     inbound = engine.inbound.view()
     return {"running": True, "link_up": engine.calls.link_up, "dialed": c.dialed, "live": c.live,
             "connected": c.connected, "abandoned": c.abandoned, "machines": c.machines,
-            "in_flight": len(engine.live), "inbound": inbound}  # fmt: skip
+            "in_flight": len(engine.live), "inbound": inbound,
+            "dialing": engine.dialing_status(), "refused": c.refused,
+            "agent_left": c.agent_left, "recovered": c.recovered,
+            "abandoned_unheard": c.abandoned_unheard}  # fmt: skip
 
 
 @requires(Role.SUPERVISOR)

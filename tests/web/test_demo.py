@@ -31,6 +31,8 @@ async def test_demo_starts_with_embedded_database_and_demo_logins(tmp_path: Path
             async with http.get(f"http://127.0.0.1:{port}/api/dialer", headers=headers) as r:
                 dialer = await r.json()
             assert dialer["running"] and dialer["link_up"]
+            # Nothing held the dialing back (a fresh start is not a fault).
+            assert dialer["dialing"]["allowed"], dialer["dialing"]
         # The status line names what the rate divides by in the demo campaign's profile
         # (Italy: every answered call), with the figure computed over it.
         async with asyncio.timeout(90):

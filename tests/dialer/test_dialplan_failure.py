@@ -1,0 +1,62 @@
+"""A dialplan that fails, as a real Asterisk without `amd.conf` did: app_amd is not loaded,
+every answered call hits "No application 'AMD'" and is hung up in silence. The dialer must
+count those debtors as abandoned (they answered and nobody was there), say so loudly and
+stop dialing, instead of recording them as live answers that hung up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import time
+
+import asyncpg
+import pytest
+
+from core.identity import SYSTEM
+from dialer.agents import AgentState
+from dialer.campaigns import DialMode, create_campaign
+from dialer.leads import load_leads
+from dialer.sim.debtors import DebtorModel
+from dialer.sim.server import SimOptions
+from tests.dialer.engine_rig import ROME, Rig, engine_rig, until
+from tests.dialer.test_leads import make_cases
+
+
+@pytest.fixture
+async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
+    sim = SimOptions(debtors=DebtorModel(lab_rule=True), missing_apps=frozenset({"AMD"}))
+    async with engine_rig(pool, agents=2, prefix="noamd", sim=sim) as rig:
+        yield rig
+
+
+async def test_calls_ended_by_a_dialplan_without_amd_are_abandoned_and_stop_the_dialing(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+):
+    async with rig.pool.acquire() as conn:
+        # People who answer (last digit 0-4).
+        await make_cases(conn, [[(f"+3933370{n:04d}0", ROME)] for n in range(30)])
+        campaign = await create_campaign(
+            conn, SYSTEM, "no-amd", mode=DialMode.POWER, pacing={"ratio": 2}, amd=True,
+            window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
+        )  # fmt: skip
+        await load_leads(conn, campaign, rig.clock.now(), ROME)
+    await rig.engine.add_campaign(campaign.id)
+    caplog.set_level(logging.ERROR, logger="dialer.engine")
+    for agent in rig.agents:
+        rig.desk.change(SYSTEM, agent, AgentState.READY)
+    await until(lambda: campaign.id in rig.engine.alerts, 15)
+    assert not rig.engine.dialing_allowed()
+    assert "app_amd" in rig.engine.dialing_status()["alerts"][campaign.id]
+    assert any(r.levelno == logging.CRITICAL and "AMD decision" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    await until(lambda: not rig.engine.live, 10)
+    await rig.engine.ledger.drain()
+    async with rig.pool.acquire() as conn:
+        outcomes = dict(
+            await conn.fetch("SELECT outcome, count(*) FROM call_attempts GROUP BY outcome")
+        )
+    # Every answered call was counted against the cap, none as a live answer that hung up.
+    assert outcomes.get("live_answer", 0) == 0
+    assert outcomes.get("abandoned", 0) == rig.engine.counters.dialplan_failures >= 3
+    # Dialing stopped: a handful of calls, not the whole list.
+    assert sum(outcomes.values()) <= 8
