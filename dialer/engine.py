@@ -337,9 +337,14 @@ class CampaignEngine:
             if campaign is not None:
                 self.ledger.settle_undisposed(key, campaign, now)
         await self.ledger.drain()
-        async with self.pool.acquire() as conn:
-            keep = [offer.lead.id for offer in self.agent_calls.offers.values()]
-            released = await release_stale_claims(conn, self.settings.node, keep)
+        released = 0
+        if at_start:
+            # Only at start: while this process runs, a lead it claimed may not have its
+            # attempt written yet (the tick that claimed it is between the claim and the
+            # ledger), and releasing it then would let it be dialed twice.
+            async with self.pool.acquire() as conn:
+                keep = [offer.lead.id for offer in self.agent_calls.offers.values()]
+                released = await release_stale_claims(conn, self.settings.node, keep)
         if at_start:
             # After a reconnect the client has already reconciled what it saw; at start
             # the calls and legs found are taken over now, before any pacing.

@@ -184,3 +184,21 @@ async def test_a_clean_stop_ends_ringing_calls_and_releases_what_it_claimed(rig:
     await until(lambda: not rig.engine.live, 20)
     await rig.engine.ledger.drain()
     assert await _open_attempts(rig) == []
+
+
+async def test_a_reconnect_does_not_release_a_lead_claimed_but_not_yet_written(rig: Rig):
+    # Seen in the long soak: the reconciliation after a reconnect released leads that a
+    # running pacing tick had claimed and was about to write and dial; each was then
+    # claimed again and its number dialed twice at once.
+    campaign, (case_id, *_) = await _campaign(
+        rig, [NO_ANSWER, SPARE_1, SPARE_2, LIVE], [4000, 3000, 2000, 1000]
+    )
+    async with rig.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE leads SET state = 'dialing', claimed_by = $2, attempts_total = 1 "
+            "WHERE case_id = $1",
+            case_id, NODE,
+        )  # fmt: skip
+    await rig.engine.recover()  # as after an AMI reconnect, while this process runs
+    lead = await _lead(rig, case_id)
+    assert lead["state"] == "dialing" and lead["attempts_total"] == 1

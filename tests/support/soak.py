@@ -77,6 +77,7 @@ class SoakReport:
     abandons_by_source: dict[str, int] = field(default_factory=dict)  # events/reconciled/recovered
     stuck_detail: list[dict[str, Any]] = field(default_factory=list)
     unended_detail: list[dict[str, Any]] = field(default_factory=list)
+    overlap_detail: list[dict[str, Any]] = field(default_factory=list)
     # When things happened, in virtual seconds since the start: for reading a failure.
     fault_times: list[tuple[float, str]] = field(default_factory=list)
     abandon_times: list[tuple[float, str, float]] = field(default_factory=list)  # at, source, wait
@@ -436,6 +437,18 @@ async def _inspect(
     )
     report.overlapping_leads = await conn.fetchval(overlap.format(col="lead_id"))
     report.overlapping_numbers = await conn.fetchval(overlap.format(col="e164"))
+    report.overlap_detail = [
+        {k: str(v) for k, v in r.items()}
+        for r in await conn.fetch(
+            "SELECT a.lead_id, a.attempt_key AS a_key, a.started_at AS a_start, "
+            "a.ended_at AS a_end, a.outcome AS a_outcome, a.end_source AS a_source, "
+            "b.attempt_key AS b_key, b.started_at AS b_start, b.ended_at AS b_end, "
+            "b.outcome AS b_outcome, b.end_source AS b_source FROM call_attempts a "
+            "JOIN call_attempts b ON a.lead_id = b.lead_id AND a.id < b.id "
+            "AND tstzrange(a.started_at, a.ended_at) && tstzrange(b.started_at, b.ended_at) "
+            "LIMIT 20"
+        )
+    ]
     report.connected_off_timeline = await conn.fetchval(
         "SELECT count(*) FROM call_attempts a WHERE a.connected_at IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM activities v WHERE v.case_id = a.case_id AND v.external_id = a.attempt_key)"
