@@ -128,8 +128,8 @@ class EngineSettings:
     # Seconds a clean stop waits for the calls it ends (ringing ones are hung up, live
     # ones connected or abandoned) to be recorded; connected calls are handed over.
     stop_grace: float = 5.0
-    # Answered calls in a row that the dialplan ends before AMD decides: then dialing stops
-    # for `dialplan_failure_hold` (clock seconds) and an alert is raised.
+    # Answered calls that end before AMD decides, with no decision at all in between: then
+    # dialing stops for `dialplan_failure_hold` (clock seconds) and an alert is raised.
     dialplan_failures_to_stop: int = 3
     dialplan_failure_hold: float = 300.0
 
@@ -162,7 +162,7 @@ class EngineCounters:
     # Abandons whose redirect to the message failed (the link was down): the debtor was
     # not connected in time, and hears the dialplan's own safety-net message, or nothing.
     abandoned_unheard: int = 0
-    # Answered calls our side ended before any AMD decision (a failing dialplan).
+    # Answered calls that ended before any AMD decision (the silence, or a failing dialplan).
     dialplan_failures: int = 0
     agent_left: int = 0  # connected debtors whose agent's leg dropped mid-call
     recovered: int = 0  # attempts closed or adopted after a restart
@@ -605,6 +605,7 @@ class CampaignEngine:
         if isinstance(notice, CallAnswered):
             self.ledger.mark(call.key, answered_at=wall)
         elif isinstance(notice, LiveAnswer):
+            self._amd_misses.pop(call.campaign_id, None)  # the dialplan decides: it works
             self.counters.live += 1
             self.ledger.mark(call.key, amd_at=wall, amd_result=notice.amd_status or "HUMAN")
             now = self.clock.monotonic()
@@ -628,6 +629,7 @@ class CampaignEngine:
             await self.assign()
             self._wake.set()
         elif isinstance(notice, MachineDetected):
+            self._amd_misses.pop(call.campaign_id, None)
             self.counters.machines += 1
             self.ledger.mark(call.key, amd_at=wall, amd_result="MACHINE")
         elif isinstance(notice, CallConnected):
@@ -651,17 +653,15 @@ class CampaignEngine:
         if (
             outcome is CallOutcome.LIVE_ANSWER
             and call.live_at is None
-            and notice.near_first
             and campaign is not None
             and campaign.amd
         ):
-            # Answered, then ended by our own side before answering-machine detection
-            # decided: the dialplan failed (app_amd not loaded, a broken context). The
-            # debtor answered and nobody was there: abandoned, by every profile's rule.
+            # Answered and ended before answering-machine detection decided: the debtor
+            # heard only silence (and hung up during it, or the dialplan failed: app_amd
+            # not loaded, a broken context). Nobody was there: abandoned, by every
+            # profile's rule (Italy's "silent call", a live answer not connected in time).
             outcome = CallOutcome.ABANDONED
             self._dialplan_failed(campaign, call.key)
-        elif call.live_at is not None or outcome is CallOutcome.MACHINE:
-            self._amd_misses.pop(call.campaign_id, None)
         if (
             notice.reconciled
             and call.connected is None
@@ -714,18 +714,18 @@ class CampaignEngine:
         )
 
     def _dialplan_failed(self, campaign: Campaign, key: str) -> None:
-        """An answered call ended by our side without an AMD decision. One can be a fluke;
-        several in a row mean the dialplan cannot run AMD: say so loudly and stop dialing
-        until someone fixes Asterisk (dialing resumes by itself after the hold, and every
-        further failure holds it again)."""
+        """An answered call ended without an AMD decision. One is a debtor who hung up in
+        the silence; several with no decision at all in between mean the dialplan cannot
+        run AMD: say so loudly and stop dialing until someone fixes Asterisk (dialing
+        resumes by itself after the hold, and every further failure holds it again)."""
         self.counters.dialplan_failures += 1
         misses = self._amd_misses[campaign.id] = self._amd_misses.get(campaign.id, 0) + 1
-        log.error("campaign %d: attempt %s was answered and ended by the dialplan before any "
-                  "AMD decision (%d in a row)", campaign.id, key, misses)  # fmt: skip
+        log.warning("campaign %d: attempt %s was answered and ended before any AMD decision "
+                    "(%d with no decision in between)", campaign.id, key, misses)  # fmt: skip
         if misses >= self.settings.dialplan_failures_to_stop:
             reason = (
-                f"campaign {campaign.id}: {misses} answered calls in a row ended without an "
-                "AMD decision: the dialplan is failing (is app_amd loaded? see "
+                f"campaign {campaign.id}: {misses} answered calls ended without an AMD "
+                "decision and none was decided: the dialplan is failing (is app_amd loaded? see "
                 "asterisk_conf/README.md); answered debtors hear silence and count as abandoned"
             )
             log.critical("%s", reason)
