@@ -131,6 +131,8 @@ class EngineSettings:
     # Answered calls that end before AMD decides, with no decision at all in between: then
     # dialing stops for `dialplan_failure_hold` (clock seconds) and an alert is raised.
     dialplan_failures_to_stop: int = 3
+    # Clock seconds of such calls with no decision at all (amd.conf decides within 4 s).
+    amd_silence_limit: float = 6.0
     dialplan_failure_hold: float = 300.0
 
 
@@ -213,6 +215,7 @@ class CampaignEngine:
         self._refusals = 0
         self._stopping = False
         self._amd_misses: dict[int, int] = {}  # campaign -> answered calls in a row w/o AMD
+        self._amd_miss_since: dict[int, float] = {}  # campaign -> when the first of them ended
         self.alerts: dict[int, str] = {}  # campaign -> what a supervisor must fix now
         # Each agent's last recorded state (state, pause reason), read at a restart.
         self._last_states: dict[int, tuple[str, str | None]] = {}
@@ -605,7 +608,7 @@ class CampaignEngine:
         if isinstance(notice, CallAnswered):
             self.ledger.mark(call.key, answered_at=wall)
         elif isinstance(notice, LiveAnswer):
-            self._amd_misses.pop(call.campaign_id, None)  # the dialplan decides: it works
+            self._amd_ok(call.campaign_id)  # the dialplan decides: it works
             self.counters.live += 1
             self.ledger.mark(call.key, amd_at=wall, amd_result=notice.amd_status or "HUMAN")
             now = self.clock.monotonic()
@@ -629,7 +632,7 @@ class CampaignEngine:
             await self.assign()
             self._wake.set()
         elif isinstance(notice, MachineDetected):
-            self._amd_misses.pop(call.campaign_id, None)
+            self._amd_ok(call.campaign_id)
             self.counters.machines += 1
             self.ledger.mark(call.key, amd_at=wall, amd_result="MACHINE")
         elif isinstance(notice, CallConnected):
@@ -713,6 +716,10 @@ class CampaignEngine:
             campaign,
         )
 
+    def _amd_ok(self, campaign_id: int) -> None:
+        self._amd_misses.pop(campaign_id, None)
+        self._amd_miss_since.pop(campaign_id, None)
+
     def _dialplan_failed(self, campaign: Campaign, key: str) -> None:
         """An answered call ended without an AMD decision. One is a debtor who hung up in
         the silence; several with no decision at all in between mean the dialplan cannot
@@ -720,9 +727,16 @@ class CampaignEngine:
         resumes by itself after the hold, and every further failure holds it again)."""
         self.counters.dialplan_failures += 1
         misses = self._amd_misses[campaign.id] = self._amd_misses.get(campaign.id, 0) + 1
+        now = self.clock.monotonic()
+        first = self._amd_miss_since.setdefault(campaign.id, now)
         log.warning("campaign %d: attempt %s was answered and ended before any AMD decision "
                     "(%d with no decision in between)", campaign.id, key, misses)  # fmt: skip
-        if misses >= self.settings.dialplan_failures_to_stop:
+        # Several, and for longer than AMD ever takes to decide: at a campaign's start a few
+        # debtors hang up before the first decisions can arrive.
+        if (
+            misses >= self.settings.dialplan_failures_to_stop
+            and now - first >= self.settings.amd_silence_limit
+        ):
             reason = (
                 f"campaign {campaign.id}: {misses} answered calls ended without an AMD "
                 "decision and none was decided: the dialplan is failing (is app_amd loaded? see "

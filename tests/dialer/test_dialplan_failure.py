@@ -34,7 +34,7 @@ async def test_calls_ended_by_a_dialplan_without_amd_are_abandoned_and_stop_the_
 ):
     async with rig.pool.acquire() as conn:
         # People who answer (last digit 0-4).
-        await make_cases(conn, [[(f"+3933370{n:04d}0", ROME)] for n in range(30)])
+        await make_cases(conn, [[(f"+3933370{n:04d}0", ROME)] for n in range(60)])
         campaign = await create_campaign(
             conn, SYSTEM, "no-amd", mode=DialMode.POWER, pacing={"ratio": 2}, amd=True,
             window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
@@ -58,5 +58,6 @@ async def test_calls_ended_by_a_dialplan_without_amd_are_abandoned_and_stop_the_
     # Every answered call was counted against the cap, none as a live answer that hung up.
     assert outcomes.get("live_answer", 0) == 0
     assert outcomes.get("abandoned", 0) == rig.engine.counters.dialplan_failures >= 3
-    # Dialing stopped: a handful of calls, not the whole list.
-    assert sum(outcomes.values()) <= 8
+    # Dialing stopped within seconds (a few more calls were in flight): a handful of the
+    # 60 leads, not the whole list.
+    assert sum(outcomes.values()) <= 15
