@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import time
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,9 @@ from core.identity import SYSTEM, Role
 from dialer.agent_desk import AgentDesk
 from dialer.ami_client import AmiClient
 from dialer.call_control import CallControl
+from dialer.campaigns import DialMode, create_campaign
 from dialer.engine import CampaignEngine, EngineSettings
+from dialer.leads import load_leads
 from dialer.pacing_bridge import CampaignPacer
 from dialer.sim.clock import ScaledClock
 from dialer.sim.debtors import DebtorModel
@@ -145,3 +148,25 @@ async def next_message(sub: Subscription, kind: str, seconds: float = 20.0) -> d
             got = await sub.get(timeout=0.2)
             if got is not None and got.data.get("type") == kind:
                 return dict(got.data)
+
+
+async def all_day_campaign(
+    rig: Rig,
+    name: str,
+    numbers: list[str],
+    mode: DialMode = DialMode.POWER,
+    **options: Any,
+) -> int:
+    """One case per number (Rome), a campaign open all day every day over them, its leads
+    loaded and the campaign added to the engine; returns the campaign id."""
+    from tests.dialer.test_leads import make_cases
+
+    async with rig.pool.acquire() as conn:
+        await make_cases(conn, [[(n, ROME)] for n in numbers])
+        campaign = await create_campaign(
+            conn, SYSTEM, name, mode=mode, window_start=time(0), window_end=time(23, 59),
+            days_of_week=(1, 2, 3, 4, 5, 6, 7), **options,
+        )  # fmt: skip
+        await load_leads(conn, campaign, rig.clock.now(), ROME)
+    await rig.engine.add_campaign(campaign.id)
+    return campaign.id

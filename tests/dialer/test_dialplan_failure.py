@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import time
 
 import asyncpg
 import pytest
 
 from core.identity import SYSTEM
 from dialer.agents import AgentState
-from dialer.campaigns import DialMode, create_campaign
-from dialer.leads import load_leads
 from dialer.sim.debtors import DebtorModel
 from dialer.sim.server import SimOptions
-from tests.dialer.engine_rig import ROME, Rig, engine_rig, until
-from tests.dialer.test_leads import make_cases
+from tests.dialer.engine_rig import Rig, all_day_campaign, engine_rig, until
 
 
 @pytest.fixture
@@ -32,21 +28,15 @@ async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
 async def test_calls_ended_by_a_dialplan_without_amd_are_abandoned_and_stop_the_dialing(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ):
-    async with rig.pool.acquire() as conn:
-        # People who answer (last digit 0-4).
-        await make_cases(conn, [[(f"+3933370{n:04d}0", ROME)] for n in range(60)])
-        campaign = await create_campaign(
-            conn, SYSTEM, "no-amd", mode=DialMode.POWER, pacing={"ratio": 2}, amd=True,
-            window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
-        )  # fmt: skip
-        await load_leads(conn, campaign, rig.clock.now(), ROME)
-    await rig.engine.add_campaign(campaign.id)
+    # People who answer (last digit 0-4).
+    numbers = [f"+3933370{n:04d}0" for n in range(60)]
+    campaign_id = await all_day_campaign(rig, "no-amd", numbers, pacing={"ratio": 2}, amd=True)
     caplog.set_level(logging.ERROR, logger="dialer.engine")
     for agent in rig.agents:
         rig.desk.change(SYSTEM, agent, AgentState.READY)
-    await until(lambda: campaign.id in rig.engine.alerts, 15)
+    await until(lambda: campaign_id in rig.engine.alerts, 15)
     assert not rig.engine.dialing_allowed()
-    assert "app_amd" in rig.engine.dialing_status()["alerts"][campaign.id]
+    assert "app_amd" in rig.engine.dialing_status()["alerts"][campaign_id]
     assert any(r.levelno == logging.CRITICAL and "AMD decision" in r.getMessage()
                for r in caplog.records)  # fmt: skip
     await until(lambda: not rig.engine.live, 10)

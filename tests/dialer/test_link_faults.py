@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import time
 
 import asyncpg
 import pytest
 
 from core.identity import SYSTEM
 from dialer.agents import AgentState
-from dialer.campaigns import DialMode, create_campaign
 from dialer.engine import EngineSettings
-from dialer.leads import load_leads
-from tests.dialer.engine_rig import ROME, Rig, engine_rig, until
-from tests.dialer.test_leads import make_cases
+from tests.dialer.engine_rig import ROME, Rig, all_day_campaign, engine_rig, until
 
 STABLE = 10.0  # virtual seconds the link must stay up before dialing resumes
 
@@ -46,14 +42,9 @@ async def _drop(rig: Rig) -> None:
 
 
 async def test_a_flapping_link_holds_dialing_longer_after_every_drop(rig: Rig):
-    async with rig.pool.acquire() as conn:
-        await make_cases(conn, [[(f"+3933350{n:05d}", ROME)] for n in range(40)])
-        campaign = await create_campaign(
-            conn, SYSTEM, "flap", mode=DialMode.POWER, pacing={"ratio": 2},
-            window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
-        )  # fmt: skip
-        await load_leads(conn, campaign, rig.clock.now(), ROME)
-    await rig.engine.add_campaign(campaign.id)
+    await all_day_campaign(
+        rig, "flap", [f"+3933350{n:05d}" for n in range(40)], pacing={"ratio": 2}
+    )
     for agent in rig.agents:
         rig.desk.change(SYSTEM, agent, AgentState.READY)
     await until(lambda: rig.engine.counters.dialed > 0, 10)
@@ -79,14 +70,7 @@ async def test_a_live_answer_lost_while_the_link_was_down_counts_as_abandoned_wi
 ):
     # One person who answers; no agent is ready, so the debtor waits on hold; the link
     # drops before the AMD decision reaches the dialer and stays down past the limit.
-    async with rig.pool.acquire() as conn:
-        (case_id,) = await make_cases(conn, [[("+393335100000", ROME)]])
-        campaign = await create_campaign(
-            conn, SYSTEM, "lost-live", mode=DialMode.POWER, pacing={"ratio": 1},
-            window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
-        )  # fmt: skip
-        await load_leads(conn, campaign, rig.clock.now(), ROME)
-    await rig.engine.add_campaign(campaign.id)
+    await all_day_campaign(rig, "lost-live", ["+393335100000"], pacing={"ratio": 1})
     agent = rig.agents[0]
     rig.desk.change(SYSTEM, agent, AgentState.READY)
     await until(lambda: rig.engine.counters.dialed == 1, 10)
@@ -112,14 +96,7 @@ async def test_a_person_whose_amd_decision_was_lost_in_a_drop_is_put_through_aft
     # The AMD decision and the hold's WaitingForAgent are sent while the link is down; once
     # it is back, the call's context (the hold) says a person is waiting: put through at
     # once, not left to the dialplan's 30-second safety net and its message.
-    async with rig.pool.acquire() as conn:
-        await make_cases(conn, [[("+393335200000", ROME)]])
-        campaign = await create_campaign(
-            conn, SYSTEM, "lost-decision", mode=DialMode.POWER, pacing={"ratio": 1},
-            window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
-        )  # fmt: skip
-        await load_leads(conn, campaign, rig.clock.now(), ROME)
-    await rig.engine.add_campaign(campaign.id)
+    await all_day_campaign(rig, "lost-decision", ["+393335200000"], pacing={"ratio": 1})
     agent = rig.agents[0]
     rig.desk.change(SYSTEM, agent, AgentState.READY)
     await until(lambda: rig.engine.counters.dialed == 1, 10)

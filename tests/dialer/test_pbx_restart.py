@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import time
 
 import asyncpg
 import pytest
 
 from core.identity import SYSTEM
 from dialer.agents import AgentState
-from dialer.campaigns import DialMode, create_campaign
 from dialer.engine import EngineSettings
-from dialer.leads import load_leads
-from tests.dialer.engine_rig import ROME, Rig, engine_rig, until
-from tests.dialer.test_leads import make_cases
+from tests.dialer.engine_rig import ROME, Rig, all_day_campaign, engine_rig, until
 
 
 @pytest.fixture
@@ -37,14 +33,8 @@ async def rig(pool: asyncpg.Pool) -> AsyncIterator[Rig]:
 
 
 async def test_an_asterisk_restart_burns_no_lead_and_strands_no_agent(rig: Rig):
-    async with rig.pool.acquire() as conn:
-        await make_cases(conn, [[(f"+3933360{n:05d}", ROME)] for n in range(200)])
-        campaign = await create_campaign(
-            conn, SYSTEM, "restart", mode=DialMode.POWER, pacing={"ratio": 3},
-            window_start=time(0), window_end=time(23, 59), days_of_week=(1, 2, 3, 4, 5, 6, 7),
-        )  # fmt: skip
-        await load_leads(conn, campaign, rig.clock.now(), ROME)
-    await rig.engine.add_campaign(campaign.id)
+    numbers = [f"+3933360{n:05d}" for n in range(200)]
+    await all_day_campaign(rig, "restart", numbers, pacing={"ratio": 3})
     for agent in rig.agents:
         rig.desk.change(SYSTEM, agent, AgentState.READY)
     await until(lambda: rig.engine.counters.dialed >= 10, 10)
